@@ -1,0 +1,130 @@
+"""Checkpoints that rebuild their model with no other information.
+
+A checkpoint is a dict of plain types and tensors (loadable with ``weights_only=True``)::
+
+    {"format": "personseg-checkpoint", "version": 1,
+     "model": {"name": "deeplabv3plus", "config": {...constructor kwargs...}},
+     "state_dict": {...}, "meta": {...preprocessing + provenance...},
+     "train_state": {...}  # optional: optimizer, scheduler, scaler, epoch, RNG, for --resume}
+
+``meta`` carries what inference needs (see :data:`DEFAULT_META`) plus provenance (training data, metrics, licence).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from personseg.models._base import SegmentationModel
+from personseg.models.registry import create_model, model_name
+
+FORMAT = "personseg-checkpoint"
+VERSION = 1
+
+#: Preprocessing every model needs at inference; training fills these from its config.
+DEFAULT_META: dict[str, Any] = {
+    "input_size": [256, 256],  # [height, width] the network sees
+    "mean": [0.485, 0.456, 0.406],  # on RGB scaled to [0, 1]
+    "std": [0.229, 0.224, 0.225],
+    "resize": "letterbox",  # "letterbox" keeps aspect ratio and pads; "stretch" squashes
+    "threshold": 0.5,
+}
+
+
+def build_meta(**overrides: Any) -> dict[str, Any]:
+    """DEFAULT_META with ``overrides`` applied (unknown keys are kept as provenance)."""
+    meta = copy.deepcopy(DEFAULT_META)
+    meta.update(overrides)
+    return meta
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temp file beside ``path`` then rename, so a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_checkpoint(
+    model: SegmentationModel, meta: dict[str, Any] | None = None, train_state: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The checkpoint dict for ``model`` (unwrapping DDP / torch.compile wrappers)."""
+    model = unwrap(model)
+    ckpt: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {"name": model_name(model), "config": dict(model.config)},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": build_meta(**(meta or {})),
+    }
+    if train_state is not None:
+        ckpt["train_state"] = train_state
+    return ckpt
+
+
+def save_checkpoint(
+    model: SegmentationModel,
+    path: str | os.PathLike,
+    meta: dict[str, Any] | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> None:
+    """Write ``model`` (+ optional training state) to ``path`` atomically."""
+    atomic_save(make_checkpoint(model, meta, train_state), path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate the checkpoint dict (never unpickles arbitrary objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable personseg checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a personseg checkpoint (missing format={FORMAT!r})")
+    if ckpt.get("version", 0) > VERSION:
+        raise ValueError(f"{path}: checkpoint version {ckpt['version']} is newer than this personseg reads")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> SegmentationModel:
+    """Rebuild the model in ``ckpt`` and load its weights. The encoder is not re-initialised from ImageNet."""
+    config = dict(ckpt["model"]["config"])
+    if "encoder_weights" in config:
+        config["encoder_weights"] = None  # the state dict below replaces them anyway
+    model = create_model(ckpt["model"]["name"], **config)
+    model.config = dict(ckpt["model"]["config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[SegmentationModel, dict[str, Any]]:
+    """Rebuild the model saved at ``path``; returns ``(model in eval mode, meta)``."""
+    ckpt = read_checkpoint(path)
+    model = model_from_checkpoint(ckpt)
+    model.eval()
+    return model, build_meta(**ckpt["meta"])
+
+
+def unwrap(model: torch.nn.Module) -> SegmentationModel:
+    """The SegmentationModel inside DDP and/or torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module"):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model  # type: ignore[return-value]
