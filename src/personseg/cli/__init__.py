@@ -35,6 +35,14 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     for name, (module, help_text) in SUBCOMMANDS.items():
         if name == chosen:
             importlib.import_module(module).add_parser(sub, name, help_text)
+            # -v works after the subcommand too (e.g. `python train.py ... -v`).
+            sub.choices[name].add_argument(
+                "-v",
+                "--verbose",
+                action="count",
+                default=argparse.SUPPRESS,
+                help="more logging (-vv for debug)",
+            )
         else:
             sub.add_parser(name, help=help_text, add_help=False)
     return parser

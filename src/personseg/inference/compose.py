@@ -1,0 +1,119 @@
+"""Turning an image and its alpha into pictures: mask, cut-out, new backgrounds, the side-by-side comparison.
+
+All functions take RGB uint8 images and float32 alpha in [0, 1] of the same height and width and return
+uint8 arrays (RGB, RGBA or gray); nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+
+def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
+    """Alpha in [0, 1] as H x W uint8, rounded."""
+    return (np.clip(alpha, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def cutout(foreground: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """H x W x 4 RGBA: the (foreground-estimated) colours with ``alpha`` as transparency."""
+    return np.dstack([foreground, alpha_to_uint8(alpha)])
+
+
+def over(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Porter-Duff "over": ``foreground`` with ``alpha`` on ``background`` (RGB, or RGBA for a see-through one).
+
+    Returns RGB for an RGB background, RGBA for an RGBA one.
+    """
+    a = alpha[..., None].astype(np.float32)
+    fg = foreground.astype(np.float32)
+    if background.shape[2] == 3:
+        out = fg * a + background.astype(np.float32) * (1.0 - a)
+        return (out + 0.5).astype(np.uint8)
+    bg_a = background[..., 3:].astype(np.float32) / 255.0
+    out_a = a + bg_a * (1.0 - a)
+    rgb = (fg * a + background[..., :3].astype(np.float32) * bg_a * (1.0 - a)) / np.maximum(out_a, 1e-6)
+    return np.dstack([(rgb + 0.5).astype(np.uint8), alpha_to_uint8(out_a[..., 0])])
+
+
+def color_background(height: int, width: int, color: Sequence[int]) -> np.ndarray:
+    """A plain RGB (3 values) or RGBA (4 values) background."""
+    if len(color) not in (3, 4) or not all(0 <= int(c) <= 255 for c in color):
+        raise ValueError(f"background colour must be 3 or 4 values in 0..255 (R, G, B[, A]), got {tuple(color)}")
+    return np.broadcast_to(np.asarray(color, np.uint8), (height, width, len(color)))
+
+
+def cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` scaled to cover ``height x width`` (aspect ratio kept) and centre-cropped to it."""
+    h, w = image.shape[:2]
+    scale = max(height / h, width / w)
+    nh, nw = max(height, round(h * scale)), max(width, round(w * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (nw, nh), interpolation=interp)
+    top, left = (nh - height) // 2, (nw - width) // 2
+    return resized[top : top + height, left : left + width]
+
+
+def blurred_background(image: np.ndarray, alpha: np.ndarray, sigma: float) -> np.ndarray:
+    """The image's own background blurred with a Gaussian of ``sigma`` pixels, the person left out.
+
+    A plain blur smears the person into a halo around them; blurring ``image * (1 - alpha)`` and dividing
+    by the blurred ``1 - alpha`` (normalized convolution) fills that area from the surrounding background.
+    Large blurs run on a downscaled copy: the result is smooth anyway.
+    """
+    if sigma <= 0:
+        raise ValueError(f"background blur must be > 0 pixels, got {sigma}")
+    h, w = image.shape[:2]
+    factor = max(1.0, sigma / 4.0)
+    size = (max(1, round(w / factor)), max(1, round(h / factor)))
+    img = cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    bg = 1.0 - cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+    s = sigma / factor
+    num = cv2.GaussianBlur(img * bg[..., None], (0, 0), s, borderType=cv2.BORDER_REFLECT)
+    den = cv2.GaussianBlur(bg, (0, 0), s, borderType=cv2.BORDER_REFLECT)[..., None]
+    plain = cv2.GaussianBlur(img, (0, 0), s, borderType=cv2.BORDER_REFLECT)
+    # Where no background is near (den ~ 0) fall back to the plain blur.
+    out = np.where(den > 1e-3, num / np.maximum(den, 1e-6), plain)
+    return cv2.resize(np.clip(out + 0.5, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def checkerboard(height: int, width: int, square: int | None = None) -> np.ndarray:
+    """The grey checkerboard that shows transparency (squares ~1/40 of the longer side by default)."""
+    square = square or max(4, max(height, width) // 40)
+    y = (np.arange(height) // square)[:, None]
+    x = (np.arange(width) // square)[None, :]
+    tile = np.where((x + y) % 2 == 0, 204, 153).astype(np.uint8)
+    return np.repeat(tile[..., None], 3, axis=2)
+
+
+def comparison(image: np.ndarray, alpha: np.ndarray, cut: np.ndarray, max_height: int = 1024) -> np.ndarray:
+    """Original | mask | cut-out on a checkerboard, side by side (scaled to at most ``max_height`` rows)."""
+    h, w = image.shape[:2]
+    scale = min(1.0, max_height / h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+
+    def fit(x: np.ndarray) -> np.ndarray:
+        return x if scale == 1.0 else cv2.resize(x, size, interpolation=cv2.INTER_AREA)
+
+    small_cut = fit(cut)
+    board = checkerboard(size[1], size[0])
+    on_board = over(small_cut[..., :3], small_cut[..., 3].astype(np.float32) / 255.0, board)
+    mask = np.repeat(fit(alpha_to_uint8(alpha))[..., None], 3, axis=2)
+    return np.hstack([fit(image), mask, on_board])
+
+
+def person_box(alpha: np.ndarray, threshold: float = 0.5, margin: float = 0.05) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of the people in ``alpha``, grown by ``margin`` x the box size on each side.
+
+    ``None`` if there is no pixel above ``threshold``.
+    """
+    rows = np.flatnonzero((alpha >= threshold).any(1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero((alpha >= threshold).any(0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    dy, dx = round(margin * (bottom - top)), round(margin * (right - left))
+    h, w = alpha.shape
+    return max(0, top - dy), min(h, bottom + dy), max(0, left - dx), min(w, right + dx)

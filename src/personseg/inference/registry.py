@@ -1,0 +1,97 @@
+"""The models shipped inside the package: name -> file in ``personseg/weights/`` + its sha256.
+
+A shipped file is loaded only if its sha256 matches the one recorded here, so a truncated download or a
+swapped file is refused instead of silently giving bad masks. The preprocessing is not recorded here: it
+travels inside the ONNX file's metadata (``input_size`` below is informational, for ``personseg models``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Folder the shipped ``.onnx`` files live in.
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """One model file shipped with the package."""
+
+    filename: str
+    """File name inside :data:`WEIGHTS_DIR`."""
+    sha256: str
+    """Hex sha256 of the file; an empty string means no file has been released under this name yet."""
+    description: str
+    """One line for ``personseg models``."""
+    input_size: tuple[int, int]
+    """[height, width] the network sees (the file's own metadata is what inference uses)."""
+
+
+SHIPPED_MODELS: dict[str, ShippedModel] = {
+    "personseg-default": ShippedModel(
+        filename="personseg-default.onnx",
+        sha256="",
+        description="best quality: the default for photos",
+        input_size=(256, 256),
+    ),
+    "personseg-fast": ShippedModel(
+        filename="personseg-fast.onnx",
+        sha256="",
+        description="smaller and faster, for video and slow CPUs",
+        input_size=(160, 160),
+    ),
+}
+
+DEFAULT_MODEL = "personseg-default"
+
+
+class ModelNotInstalledError(FileNotFoundError):
+    """A registered model whose file is not in the package."""
+
+
+class ChecksumError(ValueError):
+    """A model file whose sha256 is not the one recorded for it."""
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# (path, size, mtime_ns) of files already verified, so a cached model is not re-hashed on every load.
+_verified: set[tuple[str, int, int]] = set()
+
+
+def shipped_model_path(name: str) -> Path:
+    """Path of the shipped model ``name`` after checking that it is installed and its sha256 matches."""
+    try:
+        entry = SHIPPED_MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; shipped models: {', '.join(SHIPPED_MODELS)}") from None
+    path = WEIGHTS_DIR / entry.filename
+    if not path.is_file():
+        raise ModelNotInstalledError(
+            f"model {name!r} is not installed: {path} does not exist; reinstall personseg, or pass the "
+            "path of a .onnx export / .pt checkpoint instead"
+        )
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _verified:
+        return path
+    if not entry.sha256:
+        raise ChecksumError(f"model {name!r}: no sha256 is recorded for {path}, so it cannot be verified")
+    actual = file_sha256(path)
+    if actual != entry.sha256.lower():
+        raise ChecksumError(
+            f"model {name!r}: {path} has sha256 {actual}, expected {entry.sha256}; the file is corrupt or "
+            "was replaced: reinstall personseg"
+        )
+    _verified.add(key)
+    return path

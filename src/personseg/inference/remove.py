@@ -1,0 +1,196 @@
+"""``remove_background``: one call from any image to a cut-out, keeping the input's kind (like rembg).
+
+The work is split so the CLI can make several outputs from one prediction: :func:`segment` reads the image,
+predicts and post-processes the alpha (:class:`RemoveOptions`), and returns a :class:`Segmentation` whose
+methods render the mask, the cut-out, a replaced background and the comparison strip.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from personseg.inference import compose, refine
+from personseg.inference.api import Segmenter, load_model
+from personseg.inference.io import DEFAULT_MAX_PIXELS, ImageSource, LoadedImage, encode_image, read_image
+
+log = logging.getLogger(__name__)
+
+FOREGROUND_METHODS = ("blur", "ml", "none")
+
+
+@dataclass
+class RemoveOptions:
+    """How the network's probability becomes the final alpha. Field names match ``remove_background``'s kwargs."""
+
+    soft: bool = True
+    """Soft alpha (anti-aliased edges, hair); ``False`` gives a hard 0/1 mask at ``threshold``."""
+    threshold: float | None = None
+    """Person / background cut for hard masks, components, holes and crop (default: the model's own)."""
+    keep_largest: int = 0
+    """Keep only the k largest people (connected regions); 0 keeps all."""
+    fill_holes: float = 0.0
+    """Fill holes smaller than this fraction of the image area (0: off; 0.01 = 1%)."""
+    feather: float = 0.0
+    """Blur the edge with a Gaussian of this many pixels (0: off)."""
+    matting: bool = False
+    """Closed-form alpha matting around the boundary for hair (needs ``personseg[matting]``)."""
+    foreground: str = "blur"
+    """Foreground colour estimation for cut-outs: ``blur`` (fast), ``ml`` (pymatting) or ``none``."""
+    crop: bool = False
+    """Crop every output to the people's bounding box."""
+    crop_margin: float = 0.05
+    """Margin around the crop, as a fraction of the box's height / width."""
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if self.keep_largest < 0:
+            raise ValueError(f"keep_largest must be >= 0 (0 keeps all), got {self.keep_largest}")
+        if not 0.0 <= self.fill_holes <= 1.0:
+            raise ValueError(f"fill_holes is a fraction of the image area in [0, 1], got {self.fill_holes}")
+        if self.feather < 0:
+            raise ValueError(f"feather must be >= 0 pixels, got {self.feather}")
+        if self.crop_margin < 0:
+            raise ValueError(f"crop_margin must be >= 0, got {self.crop_margin}")
+        if self.foreground not in FOREGROUND_METHODS:
+            raise ValueError(f"foreground={self.foreground!r}: use one of {', '.join(FOREGROUND_METHODS)}")
+        if self.matting and not self.soft:
+            raise ValueError("matting produces a soft alpha: it cannot be combined with a hard mask (soft=False)")
+
+
+def postprocess(image: np.ndarray, alpha: np.ndarray, options: RemoveOptions, threshold: float) -> np.ndarray:
+    """Apply ``options`` to the full-resolution ``alpha`` of ``image``, in a fixed order."""
+    if options.keep_largest:
+        alpha = refine.keep_largest(alpha, options.keep_largest, threshold)
+    if options.fill_holes:
+        alpha = refine.fill_holes(alpha, options.fill_holes, threshold)
+    if options.matting:
+        alpha = refine.matte(image, alpha, threshold)
+    if not options.soft:
+        alpha = refine.binarize(alpha, threshold)
+    if options.feather:
+        alpha = refine.feather(alpha, options.feather)
+    return alpha
+
+
+@dataclass
+class Segmentation:
+    """An image, its final alpha, and the renderings of both. Arrays are RGB uint8 / float32 alpha."""
+
+    image: np.ndarray
+    alpha: np.ndarray
+    options: RemoveOptions
+    source: LoadedImage
+
+    @cached_property
+    def foreground(self) -> np.ndarray:
+        """The person's colours with the old background removed from semi-transparent pixels."""
+        return refine.estimate_foreground(self.image, self.alpha, self.options.foreground)
+
+    def mask(self) -> np.ndarray:
+        return compose.alpha_to_uint8(self.alpha)
+
+    def cutout(self) -> np.ndarray:
+        return compose.cutout(self.foreground, self.alpha)
+
+    def replaced(
+        self,
+        bgcolor: Sequence[int] | None = None,
+        bg_image: ImageSource | None = None,
+        bg_blur: float | None = None,
+    ) -> np.ndarray:
+        """The person over a colour, an image (scaled to cover) or their own blurred background (one of them)."""
+        h, w = self.alpha.shape
+        chosen = [x is not None for x in (bgcolor, bg_image, bg_blur)]
+        if sum(chosen) != 1:
+            raise ValueError("give exactly one of bgcolor, bg_image, bg_blur")
+        if bgcolor is not None:
+            background = compose.color_background(h, w, bgcolor)
+        elif bg_image is not None:
+            background = compose.cover(read_image(bg_image).rgb, h, w)
+        else:
+            background = compose.blurred_background(self.image, self.alpha, float(bg_blur))
+        return compose.over(self.foreground, self.alpha, background)
+
+    def comparison(self) -> np.ndarray:
+        return compose.comparison(self.image, self.alpha, self.cutout())
+
+
+def _as_model(model: Segmenter | str | os.PathLike | None) -> Segmenter:
+    return model if isinstance(model, Segmenter) else load_model(model)
+
+
+def segment(
+    image: ImageSource,
+    model: Segmenter | str | os.PathLike | None = None,
+    options: RemoveOptions | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+) -> Segmentation:
+    """Read ``image``, predict its alpha at full resolution and post-process it."""
+    options = options or RemoveOptions()
+    model = _as_model(model)
+    loaded = read_image(image, max_pixels=max_pixels, name=name)
+    rgb = loaded.rgb
+    threshold = options.threshold if options.threshold is not None else model.threshold
+    alpha = postprocess(rgb, model.predict(rgb), options, threshold)
+    if options.crop:
+        box = compose.person_box(alpha, threshold, options.crop_margin)
+        if box is None:
+            log.warning("%s: no person found, not cropping", loaded.name)
+        else:
+            top, bottom, left, right = box
+            rgb, alpha = rgb[top:bottom, left:right], alpha[top:bottom, left:right]
+    return Segmentation(image=rgb, alpha=alpha, options=options, source=loaded)
+
+
+def remove_background(
+    image: ImageSource,
+    model: Segmenter | str | os.PathLike | None = None,
+    *,
+    only_mask: bool = False,
+    bgcolor: Sequence[int] | None = None,
+    bg_image: ImageSource | None = None,
+    bg_blur: float | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    **options: Any,
+) -> Any:
+    """Remove (or replace) the background of ``image``, returning the same kind of object.
+
+    ``image``: a path or bytes (-> PNG bytes), a PIL image (-> PIL RGBA), or an RGB ndarray (-> H x W x 4
+    uint8). With ``only_mask`` the result is the mask instead (PNG bytes / PIL "L" / H x W uint8).
+    ``bgcolor`` (R, G, B[, A]), ``bg_image`` (any image, scaled to cover) or ``bg_blur`` (sigma in pixels)
+    put a new background behind the person. ``model``: a loaded model, a shipped name or a path
+    (default: the shipped default). Other keyword arguments are :class:`RemoveOptions` fields
+    (``soft``, ``threshold``, ``keep_largest``, ``fill_holes``, ``feather``, ``matting``, ``foreground``,
+    ``crop``, ``crop_margin``).
+    """
+    unknown = set(options) - set(RemoveOptions.__dataclass_fields__)
+    if unknown:
+        raise TypeError(
+            f"remove_background got unknown option(s) {', '.join(sorted(unknown))}; "
+            f"valid: {', '.join(RemoveOptions.__dataclass_fields__)}"
+        )
+    seg = segment(image, model, RemoveOptions(**options), max_pixels=max_pixels)
+    if only_mask:
+        result = seg.mask()
+    elif bgcolor is not None or bg_image is not None or bg_blur is not None:
+        result = seg.replaced(bgcolor=bgcolor, bg_image=bg_image, bg_blur=bg_blur)
+        if result.shape[2] == 3:  # rembg's convention: the result is always RGBA
+            result = np.dstack([result, np.full(result.shape[:2], 255, np.uint8)])
+    else:
+        result = seg.cutout()
+    if isinstance(image, Image.Image):
+        return Image.fromarray(result)  # "L" for a mask, "RGBA" otherwise
+    if isinstance(image, np.ndarray):
+        return result
+    return encode_image(result, ".png")
+

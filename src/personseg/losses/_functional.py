@@ -1,0 +1,121 @@
+"""Pure functions behind the loss modules: no state, no defaults that matter, easy to test by hand.
+
+Every function takes LOGITS and float targets in [0, 1] (soft targets allowed unless noted) of the same
+shape, with images along dim 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def check_inputs(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate shapes and return both tensors in at least float32.
+
+    Sums over a whole mask overflow float16 (65504) and lose precision in bfloat16, so under autocast
+    the losses still reduce in float32.
+    """
+    if logits.shape != target.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape, "
+            "e.g. (N, 1, H, W)"
+        )
+    if logits.ndim < 2:
+        raise ValueError(f"expected images along dim 0, e.g. (N, 1, H, W); got shape {tuple(logits.shape)}")
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    return logits.to(dtype), target.to(dtype)
+
+
+def _sum_dims(x: torch.Tensor, per_image: bool) -> tuple[int, ...]:
+    # Per image: reduce everything but dim 0. Per batch: reduce everything (one pooled score).
+    return tuple(range(1, x.ndim)) if per_image else tuple(range(x.ndim))
+
+
+def soft_tversky_score(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float,
+    beta: float,
+    smooth: float = 0.0,
+    eps: float = 1e-7,
+    per_image: bool = False,
+) -> torch.Tensor:
+    """Soft Tversky index ``(TP + smooth) / (TP + alpha FP + beta FN + smooth)``.
+
+    ``alpha`` weighs false positives, ``beta`` false negatives; ``alpha = beta = 0.5`` is Dice. Returns a
+    scalar pooled over the batch, or shape (N,) with ``per_image``.
+    """
+    dims = _sum_dims(probs, per_image)
+    tp = (probs * target).sum(dims)
+    fp = (probs * (1 - target)).sum(dims)
+    fn = ((1 - probs) * target).sum(dims)
+    return (tp + smooth) / (tp + alpha * fp + beta * fn + smooth).clamp_min(eps)
+
+
+def soft_dice_score(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    smooth: float = 0.0,
+    eps: float = 1e-7,
+    per_image: bool = False,
+) -> torch.Tensor:
+    """Soft Dice ``(2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth)``.
+
+    Returns a scalar pooled over the batch, or shape (N,) with ``per_image``.
+    """
+    dims = _sum_dims(probs, per_image)
+    intersection = (probs * target).sum(dims)
+    cardinality = probs.sum(dims) + target.sum(dims)
+    return (2 * intersection + smooth) / (cardinality + smooth).clamp_min(eps)
+
+
+def focal_loss_with_logits(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float = 2.0,
+    alpha: float | None = None,
+) -> torch.Tensor:
+    """Per-pixel focal loss ``-alpha_t (1 - p_t)^gamma log(p_t)`` (Lin et al. 2017), unreduced.
+
+    With soft targets ``p_t = p t + (1 - p)(1 - t)`` and the log term is the soft binary cross-entropy.
+    ``alpha`` (if given) weighs the foreground term, ``1 - alpha`` the background one.
+    """
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    probs = logits.sigmoid()
+    p_t = probs * target + (1 - probs) * (1 - target)
+    loss = (1 - p_t).pow(gamma) * bce
+    if alpha is not None:
+        loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return loss
+
+
+def lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
+    """Gradient of the Lovasz extension of the Jaccard loss w.r.t. errors sorted in decreasing order.
+
+    Works along the last dim. Entry i is ``J(first i+1 pixels wrong) - J(first i pixels wrong)``, where J is
+    the Jaccard loss of the foreground; cumulative sums give every prefix at once (Berman et al. 2018).
+    """
+    gts = gt_sorted.sum(-1, keepdim=True)
+    intersection = gts - gt_sorted.cumsum(-1)
+    union = gts + (1 - gt_sorted).cumsum(-1)  # >= 1 everywhere, so no division by zero
+    jaccard = 1.0 - intersection / union
+    return torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
+
+
+def lovasz_hinge(logits: torch.Tensor, target: torch.Tensor, per_image: bool = True) -> torch.Tensor:
+    """Lovasz hinge loss (Berman et al. 2018), a convex surrogate of 1 - IoU optimised directly.
+
+    The Lovasz extension is defined for binary ground truth, so soft targets are binarised at 0.5.
+    ``per_image`` averages the loss of each image; otherwise the batch is treated as one big image.
+    """
+    if logits.numel() == 0:
+        return logits.sum() * 0.0  # nothing to score: keep the graph, avoid a mean over nothing
+    labels = (target >= 0.5).to(logits.dtype)
+    rows = logits.shape[0] if per_image else 1
+    logits, labels = logits.reshape(rows, -1), labels.reshape(rows, -1)
+    errors = 1.0 - logits * (2.0 * labels - 1.0)
+    errors_sorted, order = torch.sort(errors, dim=1, descending=True)
+    grad = lovasz_grad(labels.gather(1, order))
+    # All images are sorted at once; the hinge keeps only the errors that count.
+    return (F.relu(errors_sorted) * grad).sum(1).mean()

@@ -1,0 +1,1 @@
+"""Training (needs the ``[train]`` extra): config, data/model builders, the loop, DDP helpers, plots."""

@@ -1,0 +1,143 @@
+"""Build datasets, loaders, model, optimizer and scheduler from a TrainConfig."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from personseg.data.composite import Compositor, foregrounds_from_pairs, load_backgrounds, load_cutouts
+from personseg.data.folder import DatasetError, PairedFolder
+from personseg.data.mixture import EvalDataset, TrainMixture
+from personseg.data.split import split_stems
+from personseg.data.transforms import composite_transform, eval_transform, train_transform
+from personseg.models import SegmentationModel, create_model
+from personseg.training.config import TrainConfig
+from personseg.training.distributed import DistInfo
+
+log = logging.getLogger(__name__)
+
+
+def parse_root(spec: str) -> tuple[Path, float]:
+    """``ROOT`` or ``ROOT:WEIGHT``."""
+    root, sep, weight = spec.rpartition(":")
+    if sep and root and weight.replace(".", "", 1).isdigit():
+        return Path(root), float(weight)
+    return Path(spec), 1.0
+
+
+def source_name(root: Path) -> str:
+    return root.name or str(root)
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[TrainMixture, dict[str, EvalDataset]]:
+    """The training mixture and one validation dataset per source (so weaknesses show per source)."""
+    cache = cfg.cache_max_side or None
+    train_sources: list[PairedFolder | Compositor] = []
+    weights: list[float] = []
+    val_sets: dict[str, EvalDataset] = {}
+    matte_roots = {Path(p).resolve() for p in cfg.matte_data}
+    mattes: list[PairedFolder] = []
+    evaluate = eval_transform(cfg.input_size, cfg.resize)
+    for spec in cfg.data:
+        root, weight = parse_root(spec)
+        if not root.is_dir():
+            raise DatasetError(
+                f"{root}: no such dataset folder (expected {root}/images and {root}/masks; "
+                "get one with 'python scripts/download_dataset.py' or pass --data)"
+            )
+        folder = PairedFolder(root, skip_invalid=cfg.skip_invalid, check=True)
+        stems = folder.stems
+        if cfg.val_data:
+            train_stems, val_stems = stems, []
+        else:
+            train_stems, val_stems = split_stems(source_name(root), stems, cfg.val_fraction)
+        if not train_stems:
+            raise DatasetError(f"{root}: every pair fell into the validation split; lower --val-fraction")
+        train = PairedFolder(root, stems=train_stems, skip_invalid=True, check=False, cache_max_side=cache)
+        if weight > 0:
+            train_sources.append(train)
+            weights.append(weight)
+        if root.resolve() in matte_roots:
+            mattes.append(train)
+        if val_stems:
+            val_sets[source_name(root)] = EvalDataset(
+                PairedFolder(root, stems=val_stems, skip_invalid=True, check=False, cache_max_side=cache),
+                evaluate,
+            )
+    for spec in cfg.val_data:
+        root, _ = parse_root(spec)
+        val_sets[source_name(root)] = EvalDataset(
+            PairedFolder(root, skip_invalid=cfg.skip_invalid, cache_max_side=cache), evaluate
+        )
+    if not val_sets:
+        raise DatasetError("no validation images: raise --val-fraction or pass --val-data")
+    if cfg.composite_weight > 0:
+        cutouts = [fg for d in cfg.cutouts for fg in load_cutouts(d)]
+        matte_fgs = [fg for folder in mattes for fg in foregrounds_from_pairs(folder)]
+        # Give the (few, full-body, varied) cut-outs as much weight as the (many, studio) mattes.
+        repeat = max(1, round(len(matte_fgs) / len(cutouts))) if cutouts and matte_fgs else 1
+        foregrounds = cutouts * repeat + matte_fgs
+        backgrounds = [bg for d in cfg.backgrounds for bg in load_backgrounds(d)]
+        if not foregrounds or not backgrounds:
+            raise DatasetError("--composite-weight > 0 needs --cutouts or --matte-data, and --backgrounds")
+        train_sources.append(Compositor(foregrounds, backgrounds, cfg.input_size))
+        weights.append(cfg.composite_weight)
+        log.info("compositing: %d foregrounds, %d backgrounds", len(foregrounds), len(backgrounds))
+    n_pairs = sum(len(s) for s in train_sources if isinstance(s, PairedFolder))
+    length = cfg.samples_per_epoch or max(n_pairs, cfg.batch_size)
+    mixture = TrainMixture(
+        train_sources,
+        weights,
+        length,
+        pair_transform=train_transform(cfg.input_size, cfg.letterbox_prob, cfg.aug_strength),
+        composite_transform=composite_transform(cfg.aug_strength),
+        seed=cfg.seed,
+    )
+    return mixture, val_sets
+
+
+def build_loaders(
+    cfg: TrainConfig, train: TrainMixture, val_sets: dict[str, Dataset], info: DistInfo, pin: bool
+) -> tuple[DataLoader, dict[str, DataLoader]]:
+    common = {"num_workers": cfg.workers, "pin_memory": pin, "persistent_workers": cfg.workers > 0}
+    sampler = (
+        DistributedSampler(train, info.world_size, info.rank, shuffle=True, seed=cfg.seed)
+        if info.enabled
+        else None
+    )
+    train_loader = DataLoader(
+        train,
+        batch_size=cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=len(train) >= cfg.batch_size * 2,
+        **common,
+    )
+    val_loaders = {}
+    for name, ds in val_sets.items():
+        # Shard validation by stride (no padding duplicates), so reduced metrics are exact.
+        shard = Subset(ds, range(info.rank, len(ds), info.world_size)) if info.enabled else ds
+        val_loaders[name] = DataLoader(shard, batch_size=cfg.batch_size, shuffle=False, **common)
+    return train_loader, val_loaders
+
+
+def build_model(cfg: TrainConfig) -> SegmentationModel:
+    return create_model(cfg.model, **cfg.model_kwargs())
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=0.5, patience=cfg.plateau_patience, min_lr=1e-6
+        )
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr * 0.01)
+    return None

@@ -1,0 +1,186 @@
+"""Training configuration: one typed dataclass; YAML files and CLI flags both map onto its fields.
+
+Every field is a CLI flag (``--batch-size`` for ``batch_size``) generated from this one definition, so an
+option is declared once. Precedence: defaults < YAML file (``--config``) < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # --- model
+    model: str = _f("unet", "architecture (see 'personseg models')")
+    encoder: str | None = _f(None, "timm encoder for smp architectures, e.g. efficientnet_lite0")
+    encoder_weights: str | None = _f(
+        None, "encoder init: efficientnet_lite (offline ImageNet), imagenet, or none"
+    )
+    base_channels: int | None = _f(None, "width of the hand-written unet (64 gives ~31M parameters)")
+    # --- data
+    data: list[str] = _f(
+        ["data"], "training roots with images/ and masks/, each ROOT or ROOT:WEIGHT", nargs="+"
+    )
+    val_data: list[str] = _f(
+        [], "validation roots; when empty, a fixed hash split of each --data root", nargs="*"
+    )
+    val_fraction: float = _f(0.1, "fraction of each --data root held out for validation (fixed by name hash)")
+    cutouts: list[str] = _f([], "folders of RGBA person cut-outs for compositing", nargs="*")
+    matte_data: list[str] = _f([], "--data roots whose masks are exact mattes, reused as cut-outs", nargs="*")
+    backgrounds: list[str] = _f([], "folders of person-free photos for compositing", nargs="*")
+    composite_weight: float = _f(0.0, "sampling weight of composited samples (0 disables compositing)")
+    skip_invalid: bool = _f(False, "skip broken pairs with a warning instead of failing")
+    cache_max_side: int = _f(512, "keep images in memory downscaled to this long side (0: decode every time)")
+    samples_per_epoch: int = _f(0, "training samples per epoch (0: the number of training pairs)")
+    input_size: int = _f(256, "square training/inference size in pixels")
+    resize: str = _f(
+        "letterbox",
+        "inference resize: letterbox (keep aspect, pad) or stretch",
+        choices=["letterbox", "stretch"],
+    )
+    mean: list[float] = _f(IMAGENET_MEAN, "normalisation mean (RGB in [0,1])", nargs=3)
+    std: list[float] = _f(IMAGENET_STD, "normalisation std", nargs=3)
+    aug_strength: float = _f(1.0, "scale of the photometric augmentation")
+    letterbox_prob: float = _f(
+        0.4, "share of training pairs shown whole (letterboxed, zoomed out) vs cropped"
+    )
+    # --- optimisation
+    epochs: int = _f(5, "number of epochs")
+    batch_size: int = _f(4, "batch size per process")
+    lr: float = _f(1e-3, "learning rate")
+    weight_decay: float = _f(1e-4, "weight decay")
+    optimizer: str = _f("adam", "optimizer", choices=["adam", "adamw"])
+    scheduler: str = _f(
+        "plateau",
+        "LR schedule: ReduceLROnPlateau on val loss, cosine, or none",
+        choices=["plateau", "cosine", "none"],
+    )
+    plateau_patience: int = _f(3, "epochs without val-loss improvement before the LR is halved")
+    loss: str = _f("bce_dice", "loss: bce, dice, bce_dice, focal, lovasz, tversky")
+    grad_clip: float = _f(1.0, "clip the gradient norm to this (0 disables)")
+    precision: str = _f(
+        "auto",
+        "auto (fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16",
+        choices=["auto", "fp32", "bf16", "fp16"],
+    )
+    channels_last: bool = _f(False, "channels-last memory format (faster on CPU for depthwise convs)")
+    compile: bool = _f(False, "torch.compile the model")
+    early_stopping: int = _f(0, "stop after this many epochs without val IoU improvement (0: never)")
+    # --- run
+    output: str = _f("runs/train", "folder for checkpoints, logs and the resolved config")
+    resume: bool = _f(False, "continue from OUTPUT/last.pt exactly where it stopped")
+    init_from: str | None = _f(None, "start from the weights of this checkpoint (fine-tuning)")
+    seed: int = _f(42, "random seed")
+    workers: int = _f(2, "data loader worker processes")
+    threads: int = _f(0, "torch CPU threads (0: torch's default)")
+    device: str | None = _f(None, "cpu, cuda, cuda:1 (default: cuda if available)")
+    vis_every: int = _f(1, "write a TensorBoard/PNG grid of val predictions every N epochs (0: never)")
+    vis_images: int = _f(8, "images in that grid")
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "input_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be > 0, got {self.lr}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.encoder_weights in ("none", "None", ""):
+            self.encoder_weights = None
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        kwargs = {
+            "encoder": self.encoder,
+            "encoder_weights": self.encoder_weights,
+            "base_channels": self.base_channels,
+        }
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(
+                f"{source}: unknown key(s) {unknown}; valid keys are the train flags: {sorted(names)}"
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"{path}: cannot read config ({exc})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a config must be a mapping of train flags to values")
+        return cls.from_dict({k.replace("-", "_"): v for k, v in values.items()}, source=str(path))
+
+    def save_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _arg_type(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if origin is list:
+        return _arg_type(args[0])
+    if args:  # Optional[X]
+        return _arg_type(args[0])
+    return tp
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; defaults are SUPPRESSed so we can tell what the user actually gave."""
+    parser.add_argument("--config", help="YAML file of train flags (flags on the command line win)")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        meta = dict(f.metadata)
+        help_text = meta.pop("help")
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        tp = hints[f.name]
+        if tp is bool:
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=f"{help_text} (default: {default})",
+            )
+            continue
+        parser.add_argument(
+            flag,
+            type=_arg_type(tp),
+            default=argparse.SUPPRESS,
+            help=f"{help_text} (default: {default})",
+            **meta,
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    base = TrainConfig.from_yaml(args.config).to_dict() if getattr(args, "config", None) else {}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    base.update({k: v for k, v in vars(args).items() if k in names})
+    return TrainConfig.from_dict(base)
