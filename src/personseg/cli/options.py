@@ -35,3 +35,165 @@ def add_data_option(
         default=None,
         help=help_text or "dataset roots, each with images/ and masks/ (ROOT or ROOT:WEIGHT)",
     )
+
+
+# --- inference: photo/video/server commands share these ----------------------------------------------------
+
+
+def add_provider_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--provider",
+        default=None,
+        help="ONNX Runtime execution provider(s), comma-separated: cpu, cuda, coreml, dml or a full name "
+        "like CUDAExecutionProvider (default: the best available; the choice is logged with -v)",
+    )
+
+
+def _pixel_count(text: str) -> int | None:
+    value = text.strip().lower()
+    if value in ("0", "none", "off"):
+        return None
+    try:
+        number = float(value[:-1]) * 1e6 if value.endswith("m") else float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a pixel count (like 100M or 100000000)") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the pixel limit must be > 0 (0 or 'none' for no limit)")
+    return int(number)
+
+
+def add_max_pixels_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pixels",
+        type=_pixel_count,
+        default=100_000_000,
+        metavar="N",
+        help="refuse images larger than N pixels, checked before decoding (decompression bombs); "
+        "accepts 100M; 'none' for no limit (default: 100M)",
+    )
+
+
+def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("mask post-processing")
+    group.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="person/background cut in (0, 1) for --hard, --keep-largest, --fill-holes and --crop "
+        "(default: the model's own)",
+    )
+    group.add_argument("--hard", action="store_true", help="hard 0/1 mask instead of a soft alpha")
+    group.add_argument(
+        "--edge-cutoff",
+        type=float,
+        default=0.1,
+        metavar="C",
+        help="soft alpha below C becomes 0 and above 1-C becomes 1, clearing faint fog at the edge; "
+        "0 keeps the raw probability (default: 0.1)",
+    )
+    group.add_argument(
+        "--keep-largest",
+        type=int,
+        default=0,
+        metavar="K",
+        help="keep only the K largest people (connected regions); 0 keeps all (default: 0)",
+    )
+    group.add_argument(
+        "--fill-holes",
+        type=float,
+        nargs="?",
+        const=0.01,
+        default=0.0,
+        metavar="FRACTION",
+        help="fill holes in the mask smaller than FRACTION of the image area (default when given: 0.01)",
+    )
+    group.add_argument("--feather", type=float, default=0.0, metavar="PX", help="blur the mask edge by PX pixels")
+    group.add_argument(
+        "--matting",
+        action="store_true",
+        help="alpha matting around the edge for hair (slow; needs: pip install 'personseg[matting]')",
+    )
+    group.add_argument(
+        "--foreground",
+        choices=("blur", "ml", "none"),
+        default="blur",
+        help="foreground colour estimation so cut-outs carry no old-background halo: blur (fast, default), "
+        "ml (pymatting, slower) or none",
+    )
+
+
+def _color(text: str) -> tuple[int, ...]:
+    from PIL import ImageColor
+
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    try:
+        if len(parts) in (3, 4):
+            color = tuple(int(p) for p in parts)
+        else:
+            color = ImageColor.getrgb(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a colour: use R,G,B or R,G,B,A (0-255), #RRGGBB[AA] or a name like white"
+        ) from None
+    if not all(0 <= c <= 255 for c in color):
+        raise argparse.ArgumentTypeError(f"{text!r}: colour values must be in 0..255")
+    return color
+
+
+def add_background_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("background replacement (one of)").add_mutually_exclusive_group()
+    group.add_argument(
+        "--bg-color",
+        type=_color,
+        default=None,
+        metavar="COLOR",
+        help="put the person on this colour: R,G,B[,A], #RRGGBB[AA] or a name",
+    )
+    group.add_argument(
+        "--bg-image", default=None, metavar="PATH", help="put the person on this image (scaled to cover)"
+    )
+    group.add_argument(
+        "--bg-blur",
+        type=float,
+        nargs="?",
+        const=15.0,
+        default=None,
+        metavar="SIGMA",
+        help="keep the background but blur it by SIGMA pixels (default when given: 15)",
+    )
+
+
+def add_crop_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--crop", action="store_true", help="crop the outputs to the people's bounding box")
+    parser.add_argument(
+        "--crop-margin",
+        type=float,
+        default=0.05,
+        metavar="FRACTION",
+        help="margin around --crop, as a fraction of the box size (default: 0.05)",
+    )
+
+
+def remove_options_from_args(args: argparse.Namespace):
+    """The :class:`~personseg.inference.remove.RemoveOptions` the options above describe."""
+    from personseg.inference.remove import RemoveOptions
+
+    return RemoveOptions(
+        soft=not args.hard,
+        edge_cutoff=args.edge_cutoff,
+        threshold=args.threshold,
+        keep_largest=args.keep_largest,
+        fill_holes=args.fill_holes,
+        feather=args.feather,
+        matting=args.matting,
+        foreground=args.foreground,
+        crop=getattr(args, "crop", False),
+        crop_margin=getattr(args, "crop_margin", 0.05),
+    )
+
+
+def load_model_from_args(args: argparse.Namespace):
+    """``personseg.load_model`` with --model, --provider and --threads."""
+    from personseg.inference.api import load_model
+
+    return load_model(args.model, providers=args.provider, threads=args.threads)

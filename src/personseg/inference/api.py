@@ -98,8 +98,9 @@ class Segmenter:
         top, left, nh, nw = box
         interp = cv2.INTER_AREA if nh < h else cv2.INTER_LINEAR
         resized = cv2.resize(rgb, (nw, nh), interpolation=interp)
-        # Padding is zero after normalization, i.e. the dataset mean colour.
-        out = np.zeros((ih, iw, 3), np.float32)
+        # Letterbox padding is black pixels, centred, as in training (personseg.data.transforms.letterbox).
+        out = np.empty((ih, iw, 3), np.float32)
+        out[:] = -self._mean * self._inv_std
         out[top : top + nh, left : left + nw] = (resized.astype(np.float32) - self._mean) * self._inv_std
         return out.transpose(2, 0, 1), box
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -62,18 +63,20 @@ def source_name(source: Any) -> str:
     return "<array>"
 
 
-def read_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | None = None) -> LoadedImage:
+def read_image(
+    source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | None = None
+) -> LoadedImage:
     """Decode ``source`` to upright RGB uint8; ``max_pixels=None`` lifts the size limit.
 
     An ndarray is taken as RGB (not OpenCV's BGR): H x W gray, H x W x 3 RGB or H x W x 4 RGBA, in uint8,
-    uint16 (scaled down) or float in [0, 1].
+    uint16 (scaled down) or float (in [0, 1], or 0..255 if any value is above 1).
     """
     name = name or source_name(source)
     if isinstance(source, np.ndarray):
         return _from_array(source, name)
     if isinstance(source, Image.Image):
         _check_pixels(source.size, max_pixels, name)
-        return _from_pil(source, name, max_pixels)
+        return _from_pil(source, name)
     if isinstance(source, bytes | bytearray):
         if not source:
             raise ImageReadError(f"{name}: empty input (0 bytes)")
@@ -101,10 +104,26 @@ def read_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS,
 def _check_pixels(size: tuple[int, int], max_pixels: int | None, name: str) -> None:
     w, h = size
     if max_pixels is not None and w * h > max_pixels:
-        raise ImageReadError(
-            f"{name}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the {max_pixels / 1e6:g} MP limit "
-            "(a decompression bomb?); raise the limit with --max-pixels / max_pixels if it is genuine"
-        )
+        raise _too_large(name, f"{w}x{h} ({w * h / 1e6:.0f} MP)", max_pixels)
+
+
+def _too_large(name: str, size: str, limit: int, pillow: bool = False) -> ImageReadError:
+    whose, hint = ("Pillow's own", "PIL.Image.MAX_IMAGE_PIXELS") if pillow else ("the", "--max-pixels / max_pixels")
+    return ImageReadError(
+        f"{name}: image is {size}, over {whose} {limit / 1e6:g} MP limit (a decompression bomb?); "
+        f"raise {hint} if it is genuine"
+    )
+
+
+def _bomb_error(exc: Exception, name: str, max_pixels: int | None) -> ImageReadError:
+    # Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS itself, before we see the size.
+    found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", str(exc))
+    if not found:
+        return ImageReadError(f"{name}: {_one_line(exc)}")
+    pixels, pil_limit = int(found.group(1)), int(found.group(2))
+    if max_pixels is not None and pixels > max_pixels:
+        return _too_large(name, f"{pixels / 1e6:.0f} MP", max_pixels)
+    return _too_large(name, f"{pixels / 1e6:.0f} MP", pil_limit, pillow=True)
 
 
 def _decode(stream: Any, name: str, max_pixels: int | None) -> LoadedImage:
@@ -114,7 +133,7 @@ def _decode(stream: Any, name: str, max_pixels: int | None) -> LoadedImage:
         try:
             img = Image.open(stream)
         except Image.DecompressionBombError as exc:
-            raise ImageReadError(f"{name}: {_one_line(exc)}") from None
+            raise _bomb_error(exc, name, max_pixels) from None
         except Image.UnidentifiedImageError:
             raise ImageReadError(f"{name}: not an image, or a format personseg cannot read") from None
         except Exception as exc:
@@ -124,10 +143,10 @@ def _decode(stream: Any, name: str, max_pixels: int | None) -> LoadedImage:
             img.load()
         except Exception as exc:
             raise ImageReadError(f"{name}: truncated or corrupt image data ({_one_line(exc)})") from None
-        return _from_pil(img, name, max_pixels)
+        return _from_pil(img, name)
 
 
-def _from_pil(img: Image.Image, name: str, max_pixels: int | None) -> LoadedImage:
+def _from_pil(img: Image.Image, name: str) -> LoadedImage:
     mode, fmt = img.mode, img.format
     try:
         img = ImageOps.exif_transpose(img)
@@ -141,9 +160,8 @@ def _from_pil(img: Image.Image, name: str, max_pixels: int | None) -> LoadedImag
         else:
             alpha = None
             if "A" in mode or "a" in mode or (mode in ("P", "L", "RGB") and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                alpha = np.asarray(rgba)[..., 3].copy()
-                rgb = np.asarray(rgba.convert("RGB"))
+                rgba = np.asarray(img.convert("RGBA"))
+                rgb, alpha = rgba[..., :3], rgba[..., 3].copy()
             else:
                 rgb = np.asarray(img.convert("RGB"))
             loaded = LoadedImage(rgb=np.ascontiguousarray(rgb), name=name, alpha=alpha)

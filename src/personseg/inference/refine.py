@@ -3,9 +3,12 @@
 * :func:`guided_upsample` brings the mask to the photo's resolution along the photo's own edges: the fast
   guided filter (He & Sun 2015) fits ``alpha ~ a . rgb + b`` in small windows at the mask's resolution, then
   applies the upsampled ``a, b`` to the full-resolution image. A plain resize would give a blurry band
-  as wide as one network pixel (16 photo pixels for a 4000 px photo and a 256 px network).
-* Post-processing on the full-resolution alpha: :func:`binarize`, :func:`keep_largest`, :func:`fill_holes`,
-  :func:`feather`, and :func:`matte` (closed-form matting with pymatting in a band around the boundary, for hair).
+  as wide as one network pixel (16 photo pixels for a 4000 px photo and a 256 px network). ``radius=1,
+  eps=1e-4`` had the lowest error near the edge on 40 CCP photos (masks simulated at 128 and 256 px): at
+  6.5x the mean error in a 5 px band around the true edge is 0.21, against 0.30 for a bilinear resize.
+* Post-processing on the full-resolution alpha: :func:`tighten`, :func:`binarize`, :func:`keep_largest`,
+  :func:`fill_holes`, :func:`feather`, and :func:`matte` (closed-form matting with pymatting in a band around
+  the boundary, for hair).
 * :func:`estimate_foreground` recovers the person's own colour in semi-transparent pixels, so a cut-out
   composited elsewhere has no halo of the old background.
 """
@@ -48,7 +51,7 @@ def guided_filter_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, 
 
 
 def guided_upsample(
-    alpha: np.ndarray, image: np.ndarray, radius: int = 2, eps: float = 1e-3, chunk_rows: int = 512
+    alpha: np.ndarray, image: np.ndarray, radius: int = 1, eps: float = 1e-4, chunk_rows: int = 512
 ) -> np.ndarray:
     """Upsample the low-resolution ``alpha`` (h x w float) to ``image``'s size (H x W x 3 uint8) along its edges.
 
@@ -75,6 +78,19 @@ def guided_upsample(
 
 
 # --- post-processing on the full-resolution alpha --------------------------------------------------------
+
+
+def tighten(alpha: np.ndarray, cutoff: float = 0.1) -> np.ndarray:
+    """Map ``[cutoff, 1 - cutoff]`` linearly onto ``[0, 1]``: clears the faint fog the upsampling leaves.
+
+    0.5 stays 0.5. On 40 CCP photos (mask simulated at 128 px, upsampled 6.5x) cutoff 0.1 lowers the mean
+    error in a 5-pixel band around the (binary, hand-drawn) true edge from 0.21 to 0.15.
+    """
+    if not 0.0 <= cutoff < 0.5:
+        raise ValueError(f"edge cutoff must be in [0, 0.5), got {cutoff}")
+    if cutoff == 0:
+        return alpha
+    return np.clip((alpha - cutoff) * (1.0 / (1.0 - 2.0 * cutoff)), 0.0, 1.0)
 
 
 def binarize(alpha: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -204,29 +220,57 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, method: str = "blu
 
 
 def _blur_fusion(image: np.ndarray, alpha: np.ndarray, r1: int = 90, r2: int = 6) -> np.ndarray:
+    """Two passes of ``F = blur(F a) / blur(a) + a (I - a blur_F - (1 - a) blur_B)`` (box filters r1, r2).
+
+    Only semi-transparent pixels change (the formula gives ``F = I`` where ``a = 1``, and ``F`` is unused where
+    ``a = 0``), so full resolution is needed only in their bounding box; the first pass's 90 px blurs are
+    smooth and computed at 1/7 size.
+    """
     soft = (alpha > 1e-3) & (alpha < 1.0 - 1e-3)
     if not soft.any():
         return image
-    # Only pixels within reach of a soft pixel can change: work on that box (exact, and far cheaper).
-    ys, xs = np.nonzero(soft.any(1))[0], np.nonzero(soft.any(0))[0]
-    m = r1 + r2
-    y0, y1 = max(0, ys[0] - m), min(alpha.shape[0], ys[-1] + m + 1)
-    x0, x1 = max(0, xs[0] - m), min(alpha.shape[1], xs[-1] + m + 1)
-    img = image[y0:y1, x0:x1].astype(np.float32) / 255.0
-    a = alpha[y0:y1, x0:x1, None].astype(np.float32)
-    fg, bg = _blur_fusion_pass(img, img, img, a, r1)
-    fg, _ = _blur_fusion_pass(img, fg, bg, a, r2)
+    h, w = alpha.shape
+    # Pass 1 at reduced size over the whole image (the background estimate needs its surroundings).
+    scale = max(1, r1 // 12)
+    small = (max(1, w // scale), max(1, h // scale))
+    k = max(1, round(r1 / scale))
+    a_s = cv2.resize(alpha.astype(np.float32), small, interpolation=cv2.INTER_AREA)[..., None]
+    i_s = cv2.resize(image, small, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    blur_a = cv2.blur(a_s, (k, k))[..., None]
+    fg_s = cv2.blur(i_s * a_s, (k, k)) / (blur_a + 1e-5)
+    bg_s = cv2.blur(i_s * (1.0 - a_s), (k, k)) / (1.0 - blur_a + 1e-5)
+    # Full resolution only in the box around the soft pixels (plus the second pass's reach).
+    ys, xs = np.flatnonzero(soft.any(1)), np.flatnonzero(soft.any(0))
+    y0, y1 = max(0, ys[0] - r2), min(h, ys[-1] + r2 + 1)
+    x0, x1 = max(0, xs[0] - r2), min(w, xs[-1] + r2 + 1)
+    box = (slice(y0, y1), slice(x0, x1))
+    img = image[box].astype(np.float32) / 255.0
+    a = alpha[box].astype(np.float32)[..., None]
+    bg = np.ascontiguousarray(cv2.resize(bg_s, (w, h), interpolation=cv2.INTER_LINEAR)[box])
+    fg = np.ascontiguousarray(cv2.resize(fg_s, (w, h), interpolation=cv2.INTER_LINEAR)[box])
+    fg = _fuse(img, a, fg, bg.copy())
+    # Pass 2 at full resolution.
+    blur_a = cv2.blur(a, (r2, r2))[..., None]
+    fg *= a
+    blur_fg = cv2.blur(fg, (r2, r2))
+    blur_fg /= blur_a + 1e-5
+    bg *= 1.0 - a
+    blur_bg = cv2.blur(bg, (r2, r2))
+    blur_bg /= 1.0 - blur_a + 1e-5
+    fg = _fuse(img, a, blur_fg, blur_bg)
+    fg *= 255.0
+    fg += 0.5
     out = image.copy()
-    region = out[y0:y1, x0:x1]
-    region[soft[y0:y1, x0:x1]] = (fg[soft[y0:y1, x0:x1]] * 255.0 + 0.5).astype(np.uint8)
+    np.copyto(out[box], fg.astype(np.uint8), where=soft[box][..., None])
     return out
 
 
-def _blur_fusion_pass(
-    img: np.ndarray, fg: np.ndarray, bg: np.ndarray, a: np.ndarray, r: int
-) -> tuple[np.ndarray, np.ndarray]:
-    blur_a = cv2.blur(a, (r, r))[..., None]
-    blur_fg = cv2.blur(fg * a, (r, r)) / (blur_a + 1e-5)
-    blur_bg = cv2.blur(bg * (1.0 - a), (r, r)) / ((1.0 - blur_a) + 1e-5)
-    fg = blur_fg + a * (img - a * blur_fg - (1.0 - a) * blur_bg)
-    return np.clip(fg, 0.0, 1.0), blur_bg
+def _fuse(img: np.ndarray, a: np.ndarray, blur_fg: np.ndarray, blur_bg: np.ndarray) -> np.ndarray:
+    """``clip(F + a (I - a F - (1 - a) B))``, in place in ``blur_fg`` and ``blur_bg`` (12 MP x 3 floats each)."""
+    diff = blur_fg - blur_bg
+    diff *= a
+    np.subtract(img, blur_bg, out=blur_bg)
+    blur_bg -= diff  # I - a F - (1 - a) B
+    blur_bg *= a
+    blur_fg += blur_bg
+    return np.clip(blur_fg, 0.0, 1.0, out=blur_fg)

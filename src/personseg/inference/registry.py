@@ -40,7 +40,7 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",
         sha256="",
-        description="smaller and faster, for video and slow CPUs",
+        description="the same network at 160x160 input: faster, for video and slow CPUs",
         input_size=(160, 160),
     ),
 }

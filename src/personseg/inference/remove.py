@@ -32,6 +32,8 @@ class RemoveOptions:
 
     soft: bool = True
     """Soft alpha (anti-aliased edges, hair); ``False`` gives a hard 0/1 mask at ``threshold``."""
+    edge_cutoff: float = 0.1
+    """Soft alpha below this becomes 0 and above ``1 - edge_cutoff`` becomes 1 (see ``refine.tighten``)."""
     threshold: float | None = None
     """Person / background cut for hard masks, components, holes and crop (default: the model's own)."""
     keep_largest: int = 0
@@ -52,6 +54,8 @@ class RemoveOptions:
     def __post_init__(self) -> None:
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if not 0.0 <= self.edge_cutoff < 0.5:
+            raise ValueError(f"edge_cutoff must be in [0, 0.5), got {self.edge_cutoff}")
         if self.keep_largest < 0:
             raise ValueError(f"keep_largest must be >= 0 (0 keeps all), got {self.keep_largest}")
         if not 0.0 <= self.fill_holes <= 1.0:
@@ -68,6 +72,8 @@ class RemoveOptions:
 
 def postprocess(image: np.ndarray, alpha: np.ndarray, options: RemoveOptions, threshold: float) -> np.ndarray:
     """Apply ``options`` to the full-resolution ``alpha`` of ``image``, in a fixed order."""
+    if options.soft:
+        alpha = refine.tighten(alpha, options.edge_cutoff)
     if options.keep_largest:
         alpha = refine.keep_largest(alpha, options.keep_largest, threshold)
     if options.fill_holes:
@@ -96,10 +102,16 @@ class Segmentation:
         return refine.estimate_foreground(self.image, self.alpha, self.options.foreground)
 
     def mask(self) -> np.ndarray:
+        """H x W uint8 alpha."""
         return compose.alpha_to_uint8(self.alpha)
 
-    def cutout(self) -> np.ndarray:
+    @cached_property
+    def _cutout(self) -> np.ndarray:
         return compose.cutout(self.foreground, self.alpha)
+
+    def cutout(self) -> np.ndarray:
+        """H x W x 4 RGBA: the person on transparency (computed once; the comparison reuses it)."""
+        return self._cutout
 
     def replaced(
         self,
@@ -109,8 +121,7 @@ class Segmentation:
     ) -> np.ndarray:
         """The person over a colour, an image (scaled to cover) or their own blurred background (one of them)."""
         h, w = self.alpha.shape
-        chosen = [x is not None for x in (bgcolor, bg_image, bg_blur)]
-        if sum(chosen) != 1:
+        if sum(x is not None for x in (bgcolor, bg_image, bg_blur)) != 1:
             raise ValueError("give exactly one of bgcolor, bg_image, bg_blur")
         if bgcolor is not None:
             background = compose.color_background(h, w, bgcolor)
@@ -121,11 +132,8 @@ class Segmentation:
         return compose.over(self.foreground, self.alpha, background)
 
     def comparison(self) -> np.ndarray:
+        """Original | mask | cut-out on a checkerboard (see :func:`compose.comparison`)."""
         return compose.comparison(self.image, self.alpha, self.cutout())
-
-
-def _as_model(model: Segmenter | str | os.PathLike | None) -> Segmenter:
-    return model if isinstance(model, Segmenter) else load_model(model)
 
 
 def segment(
@@ -137,7 +145,7 @@ def segment(
 ) -> Segmentation:
     """Read ``image``, predict its alpha at full resolution and post-process it."""
     options = options or RemoveOptions()
-    model = _as_model(model)
+    model = model if isinstance(model, Segmenter) else load_model(model)
     loaded = read_image(image, max_pixels=max_pixels, name=name)
     rgb = loaded.rgb
     threshold = options.threshold if options.threshold is not None else model.threshold
@@ -170,8 +178,8 @@ def remove_background(
     ``bgcolor`` (R, G, B[, A]), ``bg_image`` (any image, scaled to cover) or ``bg_blur`` (sigma in pixels)
     put a new background behind the person. ``model``: a loaded model, a shipped name or a path
     (default: the shipped default). Other keyword arguments are :class:`RemoveOptions` fields
-    (``soft``, ``threshold``, ``keep_largest``, ``fill_holes``, ``feather``, ``matting``, ``foreground``,
-    ``crop``, ``crop_margin``).
+    (``soft``, ``edge_cutoff``, ``threshold``, ``keep_largest``, ``fill_holes``, ``feather``, ``matting``,
+    ``foreground``, ``crop``, ``crop_margin``).
     """
     unknown = set(options) - set(RemoveOptions.__dataclass_fields__)
     if unknown:
@@ -193,4 +201,3 @@ def remove_background(
     if isinstance(image, np.ndarray):
         return result
     return encode_image(result, ".png")
-

@@ -12,6 +12,7 @@ import csv
 import logging
 import math
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ def train_one_epoch(
         total += torch.tensor([loss.item() * len(images), len(images)], dtype=torch.float64)
         count += 1
         if hasattr(progress, "set_postfix"):
-            progress.set_postfix(loss=f"{total[0] / total[1]:.4f}")
+            progress.set_postfix(loss=f"{total[0] / total[1]:.4f}", refresh=False)
     total = all_reduce_sum(total, info)
     return float(total[0] / max(total[1], 1))
 
@@ -127,7 +128,8 @@ def _progress(loader, info: DistInfo, desc: str):
         return loader
     from tqdm import tqdm
 
-    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    # In a log file (not a terminal) refresh rarely so the log stays readable.
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -165,7 +167,8 @@ def checkpoint_meta(cfg: TrainConfig, epoch: int, metrics: dict[str, float]) -> 
 
 
 def _val_grid(model, val_loader, normalize, autocast, n: int) -> np.ndarray:
-    images, masks = next(iter(val_loader))
+    with torch.random.fork_rng():  # making a loader iterator draws from the global RNG: keep resume exact
+        images, masks = next(iter(val_loader))
     images, masks = images[:n], masks[:n]
     with torch.no_grad(), autocast():
         probs = torch.sigmoid(model(normalize(images)).float())
@@ -182,6 +185,9 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed + info.rank)
     out = Path(cfg.output)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if cfg.resume and not last_path.is_file():
+        raise FileNotFoundError(f"--resume: {last_path} does not exist (train without --resume first)")
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save_yaml(out / "config.yaml")
@@ -203,16 +209,17 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     normalize = Normalizer(cfg.mean, cfg.std, device, cfg.channels_last)
 
     start_epoch, best_iou, stale = 1, -1.0, 0
-    last_path, best_path = out / "last.pt", out / "best.pt"
     if cfg.resume:
-        if not last_path.is_file():
-            raise FileNotFoundError(f"--resume: {last_path} does not exist (train without --resume first)")
         ckpt = read_checkpoint(last_path)
         model.load_state_dict(ckpt["state_dict"])
         ts = ckpt["train_state"]
         optimizer.load_state_dict(ts["optimizer"])
         if scheduler is not None and ts.get("scheduler"):
             scheduler.load_state_dict(ts["scheduler"])
+            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max != cfg.epochs:
+                # --epochs changed on resume: stretch/shrink the cosine from where it is to the new end.
+                log.info("cosine schedule: T_max %d -> %d epochs", scheduler.T_max, cfg.epochs)
+                scheduler.T_max = cfg.epochs
         if ts.get("scaler"):
             scaler.load_state_dict(ts["scaler"])
         _set_rng_state(ts["rng"])
@@ -250,6 +257,10 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         train_loss = train_one_epoch(
             train_model, train_loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, epoch
         )
+        if info.enabled:
+            # BatchNorm running stats drift apart per rank; evaluate (and save) rank 0's model everywhere.
+            for buffer in unwrap(model).buffers():
+                torch.distributed.broadcast(buffer, 0)
         per_source = {
             name: evaluate(model, loader, loss_fn, normalize, autocast, info, f"val {name}")
             for name, loader in val_loaders.items()

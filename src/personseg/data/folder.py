@@ -1,0 +1,166 @@
+"""Paired image/mask folders: ``ROOT/images/<stem>.<ext>`` + ``ROOT/masks/<stem>.png`` (the seed's layout).
+
+Construction validates the whole folder and reports every problem in one error (or skips the bad pairs with a
+warning when ``skip_invalid=True``): images without masks, masks without images, size mismatches, unreadable
+files and masks that are not single-channel. Masks may be 0/1 or 0/255 (binary) or soft alpha (kept soft).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class DatasetError(ValueError):
+    """A dataset folder has problems; the message lists all of them."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    image: Path
+    mask: Path
+
+    @property
+    def stem(self) -> str:
+        return self.image.stem
+
+
+def _check_pair(pair: Pair) -> str | None:
+    """One line describing what is wrong with ``pair``, or None."""
+    try:
+        with Image.open(pair.image) as im:
+            im.load()  # a full decode: verify() misses truncated JPEG data
+            image_size = im.size
+    except Exception as exc:
+        return f"{pair.image}: unreadable image ({type(exc).__name__}: {exc})"
+    try:
+        with Image.open(pair.mask) as m:
+            m.load()
+            mask_size, mode, bands = m.size, m.mode, len(m.getbands())
+    except Exception as exc:
+        return f"{pair.mask}: unreadable mask ({type(exc).__name__}: {exc})"
+    if bands != 1 and mode != "P":
+        return f"{pair.mask}: mask has {bands} channels ({mode}); expected a single-channel (L) PNG"
+    if mask_size != image_size:
+        return f"{pair.mask}: mask is {mask_size[0]}x{mask_size[1]} but the image is {image_size[0]}x{image_size[1]}"
+    return None
+
+
+def scan_folder(root: str | Path, check: bool = True) -> tuple[list[Pair], list[str]]:
+    """All (image, mask) pairs under ``root`` and a list of problems found (one line each)."""
+    root = Path(root)
+    images_dir, masks_dir = root / "images", root / "masks"
+    problems: list[str] = []
+    if not images_dir.is_dir() or not masks_dir.is_dir():
+        raise DatasetError(f"{root}: expected the folders images/ and masks/ inside it")
+    images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
+    masks = {p.stem: p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
+    for stem in sorted(images.keys() - masks.keys()):
+        problems.append(f"{images[stem]}: no mask (expected {masks_dir / (stem + '.png')})")
+    for stem in sorted(masks.keys() - images.keys()):
+        problems.append(f"{masks[stem]}: mask without an image in {images_dir}")
+    pairs = [Pair(images[s], masks[s]) for s in sorted(images.keys() & masks.keys())]
+    if check:
+        good = []
+        for pair in pairs:
+            problem = _check_pair(pair)
+            if problem:
+                problems.append(problem)
+            else:
+                good.append(pair)
+        pairs = good
+    return pairs, problems
+
+
+def read_image(path: Path) -> np.ndarray:
+    """HxWx3 uint8 RGB."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """HxW float32 in [0, 1]: 0/1 and 0/255 masks become 0/1, other 8-bit values are soft alpha.
+
+    Palette (P) masks are read by index, as VOC-style label maps are: any index > 0 is person."""
+    with Image.open(path) as m:
+        if m.mode == "P":
+            return (np.asarray(m) > 0).astype(np.float32)
+        arr = np.asarray(m.convert("L") if m.mode not in ("L", "1") else m)
+    arr = arr.astype(np.float32)
+    return arr if arr.max() <= 1.0 else arr / 255.0
+
+
+def _downscale(image: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return image, mask
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.resize(
+        mask, size, interpolation=cv2.INTER_AREA
+    )
+
+
+class PairedFolder:
+    """A validated folder of image/mask pairs; ``folder[i]`` is ``(rgb uint8 HxWx3, mask float32 HxW)``.
+
+    ``stems`` restricts it to a subset (e.g. a split). ``cache_max_side`` loads every pair into memory once,
+    downscaled so the long side is at most that many pixels: augmentation then never decodes JPEGs.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        stems: Sequence[str] | None = None,
+        skip_invalid: bool = False,
+        check: bool = True,
+        cache_max_side: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        pairs, problems = scan_folder(self.root, check=check)
+        if problems and not skip_invalid:
+            listing = "\n  ".join(problems[:50])
+            more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+            raise DatasetError(
+                f"{self.root}: {len(problems)} problem(s) in the dataset (pass skip_invalid=True / "
+                f"--skip-invalid to skip them):\n  {listing}{more}"
+            )
+        for problem in problems:
+            log.warning("skipping: %s", problem)
+        if stems is not None:
+            wanted = set(stems)
+            pairs = [p for p in pairs if p.stem in wanted]
+        if not pairs:
+            raise DatasetError(f"{self.root}: no usable image/mask pairs")
+        self.pairs = pairs
+        self.problems = problems
+        self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
+        if cache_max_side:
+            self._cache = [_downscale(*self._load(p), cache_max_side) for p in pairs]
+
+    @staticmethod
+    def _load(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+        return read_image(pair.image), read_mask(pair.mask)
+
+    @property
+    def stems(self) -> list[str]:
+        return [p.stem for p in self.pairs]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cache is not None:
+            return self._cache[index]
+        return self._load(self.pairs[index])

@@ -1,0 +1,252 @@
+"""``personseg remove`` and the seed's ``inference.py``: inputs, outputs, batches with bad files, errors."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import test_inference_fixtures as fx
+from personseg.cli import main
+from personseg.inference import registry
+from test_inference_fixtures import disc_image, iou
+
+# The shared session fixtures (no conftest.py: they live in test_inference_fixtures).
+tiny_model = fx.tiny_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def photos(tmp_path) -> Path:
+    """photos/a.jpg (80x60), photos/b.png (70x50), photos/sub/c.png (40x40) and a text file."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(disc_image(60, 80, seed=1)[0]).save(folder / "a.jpg", quality=95)
+    Image.fromarray(disc_image(50, 70, seed=2)[0]).save(folder / "b.png")
+    Image.fromarray(disc_image(40, 40, seed=3)[0]).save(folder / "sub" / "c.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture()
+def cli(tiny_model):
+    def run(*args: str) -> int:
+        model = ["-m", str(tiny_model.onnx), "--provider", "cpu", "--threads", "1", "-q"]
+        return main(["remove", *map(str, args), *model])
+
+    return run
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+
+
+def test_default_outputs_sizes_and_alpha(cli, photos, tmp_path, capsys) -> None:
+    out = tmp_path / "results"
+    assert cli(photos / "a.jpg", "-o", out) == 0
+    assert _files(out) == ["a_comparison.jpg", "a_cutout.png", "a_mask.png", "a_original.jpg"]
+    original, mask = Image.open(out / "a_original.jpg"), Image.open(out / "a_mask.png")
+    cutout, comparison = Image.open(out / "a_cutout.png"), Image.open(out / "a_comparison.jpg")
+    assert original.size == mask.size == cutout.size == (80, 60)
+    assert mask.mode == "L" and cutout.mode == "RGBA" and comparison.size == (240, 60)
+    np.testing.assert_array_equal(np.asarray(cutout)[..., 3], np.asarray(mask))
+    truth = disc_image(60, 80, seed=1)[1]
+    assert iou(np.asarray(mask) >= 128, truth) > 0.9
+    assert "done 1, failed 0" in capsys.readouterr().err
+    assert _no_temp_files(out)
+
+
+def test_selected_outputs_and_background_replacements(cli, photos, tmp_path) -> None:
+    out = tmp_path / "o"
+    assert cli(photos / "b.png", "-o", out, "--outputs", "mask,cutout") == 0
+    assert _files(out) == ["b_cutout.png", "b_mask.png"]
+    assert cli(photos / "b.png", "-o", out, "--outputs", "replaced", "--bg-color", "0,255,0") == 0
+    green = np.asarray(Image.open(out / "b_replaced.jpg"))
+    assert green.shape == (50, 70, 3) and abs(int(green[1, 1, 1]) - 255) < 8 and green[1, 1, 0] < 8
+    assert cli(photos / "b.png", "-o", out / "t", "--outputs", "replaced", "--bg-color", "#0000ff80") == 0
+    see_through = Image.open(out / "t" / "b_replaced.png")
+    assert see_through.mode == "RGBA" and see_through.getpixel((1, 1)) == (0, 0, 255, 128)
+    bg = tmp_path / "bg.png"
+    Image.new("RGB", (30, 10), (250, 0, 250)).save(bg)
+    assert cli(photos / "b.png", "-o", out / "i", "--bg-image", bg) == 0
+    assert "b_replaced.jpg" in _files(out / "i") and len(_files(out / "i")) == 5
+    assert np.abs(np.asarray(Image.open(out / "i" / "b_replaced.jpg"))[1, 1].astype(int) - (250, 0, 250)).max() < 10
+    assert cli(photos / "b.png", "-o", out / "blur", "--bg-blur", "--outputs", "replaced") == 0
+    assert Image.open(out / "blur" / "b_replaced.jpg").size == (70, 50)
+
+
+def test_crop_outputs(cli, tmp_path) -> None:
+    img, mask = disc_image(100, 200, center=(50, 150), radius=25, seed=4)
+    Image.fromarray(img).save(tmp_path / "p.png")
+    assert cli(tmp_path / "p.png", "-o", tmp_path / "o", "--crop", "--crop-margin", "0.1") == 0
+    width, height = Image.open(tmp_path / "o" / "p_cutout.png").size
+    assert 50 < width < 70 and 50 < height < 70
+    assert Image.open(tmp_path / "o" / "p_original.png").size == (width, height)
+    assert Image.open(tmp_path / "o" / "p_comparison.jpg").size == (3 * width, height)
+
+
+def test_folder_recursive_and_glob(cli, photos, tmp_path, capsys) -> None:
+    assert cli(photos, "-o", tmp_path / "flat", "--outputs", "mask") == 0
+    assert _files(tmp_path / "flat") == ["a_mask.png", "b_mask.png"]
+    assert cli(photos, "-r", "-o", tmp_path / "deep", "--outputs", "mask") == 0
+    assert _files(tmp_path / "deep") == ["a_mask.png", "b_mask.png", "sub/c_mask.png"]
+    assert Image.open(tmp_path / "deep" / "sub" / "c_mask.png").size == (40, 40)
+    assert cli(str(photos / "**" / "*.png"), "-o", tmp_path / "glob", "--outputs", "mask") == 0
+    assert _files(tmp_path / "glob") == ["b_mask.png", "c_mask.png"]
+    assert cli(str(photos / "*.webp"), "-o", tmp_path / "none") == 1
+    assert "no file matches" in capsys.readouterr().err
+
+
+def test_outputs_inside_the_input_folder_are_not_inputs(cli, photos) -> None:
+    assert cli(photos, "-r", "-o", photos / "results", "--outputs", "mask") == 0
+    assert cli(photos, "-r", "-o", photos / "results", "--outputs", "mask") == 0
+    assert _files(photos / "results") == ["a_mask.png", "b_mask.png", "sub/c_mask.png"]
+
+
+class _Stdin:
+    def __init__(self, data: bytes) -> None:
+        self.buffer = io.BytesIO(data)
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_stdin_to_folder_and_to_stdout(cli, photos, tmp_path, monkeypatch, capsysbinary) -> None:
+    data = (photos / "a.jpg").read_bytes()
+    monkeypatch.setattr(sys, "stdin", _Stdin(data))
+    assert cli("-", "-o", tmp_path / "o") == 0
+    assert _files(tmp_path / "o") == [
+        "stdin_comparison.jpg",
+        "stdin_cutout.png",
+        "stdin_mask.png",
+        "stdin_original.png",
+    ]
+    capsysbinary.readouterr()
+    monkeypatch.setattr(sys, "stdin", _Stdin(data))
+    assert cli("-", "-o", "-") == 0
+    cut = Image.open(io.BytesIO(capsysbinary.readouterr().out))
+    assert cut.format == "PNG" and cut.mode == "RGBA" and cut.size == (80, 60)
+    assert cli(photos / "b.png", "-o", "-", "--outputs", "mask") == 0
+    mask = Image.open(io.BytesIO(capsysbinary.readouterr().out))
+    assert mask.mode == "L" and mask.size == (70, 50)
+
+
+def test_stdout_takes_one_image_and_one_kind(cli, photos, capsys) -> None:
+    assert cli(photos / "a.jpg", photos / "b.png", "-o", "-") == 2
+    assert "one image" in capsys.readouterr().err
+    assert cli(photos / "a.jpg", "-o", "-", "--outputs", "mask", "cutout") == 2
+    assert "one kind" in capsys.readouterr().err
+    assert cli(photos / "notes.txt", "-o", "-") == 1
+    err = capsys.readouterr()
+    assert err.out == "" and "notes.txt: not an image" in err.err
+
+
+def test_skip_existing(cli, photos, tmp_path, capsys) -> None:
+    out = tmp_path / "o"
+    assert cli(photos, "-o", out) == 0
+    stamp = (out / "a_mask.png").stat().st_mtime_ns
+    (out / "b_cutout.png").unlink()
+    capsys.readouterr()
+    assert cli(photos, "-o", out, "--skip-existing") == 0
+    assert "done 1, failed 0, skipped 1" in capsys.readouterr().err
+    assert (out / "a_mask.png").stat().st_mtime_ns == stamp and (out / "b_cutout.png").exists()
+
+
+def test_batch_continues_past_bad_files_and_reports_them(cli, photos, tmp_path, capsys) -> None:
+    bad = photos / "broken.jpg"
+    bad.write_bytes((photos / "a.jpg").read_bytes()[:200])
+    empty = photos / "empty.png"
+    empty.write_bytes(b"")
+    out = tmp_path / "o"
+    code = cli(
+        photos / "a.jpg", bad, photos / "notes.txt", empty, photos / "b.png", tmp_path / "missing.jpg", "-o", out
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "done 2, failed 4" in err
+    failures = [line for line in err.splitlines() if line.strip().startswith("failed:")]
+    assert len(failures) == 4
+    for name in ("broken.jpg", "notes.txt", "empty.png", "missing.jpg"):
+        assert sum(name in line for line in failures) == 1, name
+    assert {f.split("_")[0] for f in _files(out)} == {"a", "b"} and len(_files(out)) == 8
+    assert _no_temp_files(out)
+
+
+def test_too_large_and_name_collisions(cli, photos, tmp_path, capsys) -> None:
+    assert cli(photos / "a.jpg", "-o", tmp_path / "o", "--max-pixels", "1000") == 1
+    assert "over the 0.001 MP limit" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()
+    Image.fromarray(disc_image(30, 30)[0]).save(tmp_path / "other" / "b.png")
+    assert cli(photos / "b.png", tmp_path / "other" / "b.png", "-o", tmp_path / "c") == 1
+    assert "would overwrite those of" in capsys.readouterr().err
+
+
+def test_unwritable_output_fails_before_any_work(photos, tmp_path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    # A model that does not exist: the folder error must come first, before the model is even looked at.
+    code = main(["remove", str(photos / "a.jpg"), "-o", str(blocker / "out"), "-m", str(tmp_path / "nope.onnx")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write to the output folder" in err[0] and str(blocker / "out") in err[0]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write anywhere")
+def test_read_only_output_folder(cli, photos, tmp_path, capsys) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert cli(photos / "a.jpg", "-o", locked) == 2
+        assert "cannot write to the output folder" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_usage_errors_are_one_line(cli, photos, tmp_path, capsys, monkeypatch) -> None:
+    assert cli("-o", tmp_path / "o") == 2
+    assert "no input" in capsys.readouterr().err
+    assert cli(photos / "a.jpg", "-o", tmp_path / "o", "--threshold", "2") == 2
+    assert "threshold" in capsys.readouterr().err
+    assert cli(photos / "a.jpg", "-o", tmp_path / "o", "--outputs", "replaced") == 2
+    assert "--bg-color" in capsys.readouterr().err
+    assert cli(photos / "a.jpg", "-o", tmp_path / "o", "--outputs", "thumbnail") == 2
+    assert "unknown kind thumbnail" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(photos / "a.jpg", "--bg-color", "0,0,0", "--bg-blur", "3")
+    capsys.readouterr()
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "empty")
+    assert main(["remove", str(photos / "a.jpg"), "-o", str(tmp_path / "o2"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'personseg-default' is not installed" in err[0]
+    assert not (tmp_path / "o2").exists() or _files(tmp_path / "o2") == []
+
+
+def test_seed_inference_script_works_from_anywhere_without_torch(tiny_model, photos, tmp_path) -> None:
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['inference.py', '--image', {str(photos / 'a.jpg')!r}, '--output', 'results/',"
+        f" '--model', {str(tiny_model.onnx)!r}, '--threads', '1']\n"
+        "try:\n"
+        f"    runpy.run_path({str(REPO / 'inference.py')!r}, run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert 'torch' not in sys.modules, 'personseg remove imported torch'\n"
+        "    raise\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert _files(tmp_path / "results") == ["a_comparison.jpg", "a_cutout.png", "a_mask.png", "a_original.jpg"]

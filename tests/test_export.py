@@ -1,0 +1,85 @@
+"""ONNX export: parity with PyTorch, dynamic batch, embedded metadata, atomic writes, the CLI command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import test_inference_fixtures as fx  # noqa: E402
+from personseg.cli import main  # noqa: E402
+from personseg.export import export_onnx  # noqa: E402
+from personseg.models import load_checkpoint  # noqa: E402
+from test_inference_fixtures import INPUT_SIZE  # noqa: E402
+
+# The shared session fixtures (no conftest.py: they live in test_inference_fixtures).
+tiny_model = fx.tiny_model
+
+
+def _session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("batch", [1, 3, 5])
+def test_onnx_matches_pytorch_on_random_inputs_at_any_batch(tiny_model, batch) -> None:
+    model, _ = load_checkpoint(tiny_model.checkpoint)
+    x = np.random.default_rng(batch).normal(size=(batch, 3, *INPUT_SIZE)).astype(np.float32)
+    got = _session(tiny_model.onnx).run(["prob"], {"image": x})[0]
+    with torch.inference_mode():
+        want = torch.sigmoid(model(torch.from_numpy(x))).numpy()
+    assert got.shape == (batch, 1, *INPUT_SIZE)
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_graph_has_named_io_and_a_dynamic_batch_dim(tiny_model) -> None:
+    proto = onnx.load(str(tiny_model.onnx))
+    onnx.checker.check_model(proto)
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    assert (inp.name, out.name) == ("image", "prob")
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert isinstance(dims[0], str) and dims[1:] == [3, *INPUT_SIZE]
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_metadata_round_trip(tiny_model) -> None:
+    props = _session(tiny_model.onnx).get_modelmeta().custom_metadata_map
+    meta = json.loads(props["personseg"])
+    for key, value in tiny_model.meta.items():
+        assert meta[key] == value, key
+    arch = json.loads(props["personseg_model"])
+    assert arch["name"] == "unet" and arch["config"]["base_channels"] == 4
+
+
+def test_input_size_override_is_exported_and_recorded(tiny_model, tmp_path) -> None:
+    out = export_onnx(tiny_model.checkpoint, tmp_path / "sub" / "m.onnx", input_size=(48, 80))
+    session = _session(out)
+    assert session.get_inputs()[0].shape[1:] == [3, 48, 80]
+    assert json.loads(session.get_modelmeta().custom_metadata_map["personseg"])["input_size"] == [48, 80]
+    assert [p.name for p in out.parent.iterdir()] == ["m.onnx"]  # no temp file left
+
+
+def test_failed_export_leaves_nothing(tiny_model, tmp_path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt"):
+        export_onnx(bad, tmp_path / "out" / "m.onnx")
+    with pytest.raises(ValueError, match="input_size"):
+        export_onnx(tiny_model.checkpoint, tmp_path / "out" / "m.onnx", input_size=(0, 64))
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_cli_export(tiny_model, tmp_path, capsys) -> None:
+    out = tmp_path / "cli.onnx"
+    assert (
+        main(["export", "--checkpoint", str(tiny_model.checkpoint), "--output", str(out), "--input-size", "32", "48"])
+        == 0
+    )
+    assert _session(out).get_inputs()[0].shape[1:] == [3, 32, 48]
+    assert main(["export", "--checkpoint", str(tmp_path / "missing.pt"), "--output", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.pt" in err[0]

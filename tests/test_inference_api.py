@@ -1,0 +1,163 @@
+"""load_model (paths, shipped names, checksums, caching, providers) and predict (sizes, batches, backends)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import personseg
+import test_inference_fixtures as fx
+from personseg.inference import api, registry
+from personseg.inference.registry import ChecksumError, ModelNotInstalledError, ShippedModel, file_sha256
+from test_inference_fixtures import disc_image, iou
+
+# The shared session fixtures (no conftest.py: they live in test_inference_fixtures).
+onnx_model = fx.onnx_model
+tiny_model = fx.tiny_model
+
+
+@pytest.fixture()
+def shipped(tiny_model, tmp_path, monkeypatch):
+    """The registry pointed at a folder holding the tiny model as 'personseg-default' with its real sha256."""
+    shutil.copy(tiny_model.onnx, tmp_path / "tiny.onnx")
+    entry = ShippedModel("tiny.onnx", file_sha256(tmp_path / "tiny.onnx"), "tiny test model", (64, 64))
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(registry, "SHIPPED_MODELS", {"personseg-default": entry, "personseg-fast": entry})
+    monkeypatch.setattr(registry, "_verified", set())
+    api.clear_cache()
+    yield tmp_path / "tiny.onnx"
+    api.clear_cache()
+
+
+def test_public_api_is_lazy_and_complete() -> None:
+    assert personseg.load_model is api.load_model
+    assert personseg.list_models() == ["personseg-default", "personseg-fast"]
+    assert registry.DEFAULT_MODEL == "personseg-default"
+    for entry in registry.SHIPPED_MODELS.values():
+        assert entry.filename.endswith(".onnx") and len(entry.input_size) == 2
+
+
+def test_load_by_name_and_default_verify_sha256(shipped) -> None:
+    model = personseg.load_model("personseg-default", providers="cpu", threads=1)
+    assert model.meta["input_size"] == [64, 64]
+    assert personseg.load_model(None, providers="cpu", threads=1) is model
+
+
+def test_sha256_mismatch_is_refused(shipped) -> None:
+    with open(shipped, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ChecksumError, match="personseg-default.*sha256.*reinstall"):
+        personseg.load_model("personseg-default")
+
+
+def test_missing_shipped_model_says_not_installed(shipped) -> None:
+    shipped.unlink()
+    with pytest.raises(ModelNotInstalledError, match="'personseg-default' is not installed"):
+        personseg.load_model()
+
+
+def test_unreleased_model_without_checksum_is_refused(shipped, monkeypatch) -> None:
+    monkeypatch.setitem(registry.SHIPPED_MODELS, "personseg-fast", ShippedModel("tiny.onnx", "", "x", (64, 64)))
+    with pytest.raises(ChecksumError, match="no sha256"):
+        personseg.load_model("personseg-fast")
+
+
+def test_unknown_name_and_missing_path(tmp_path) -> None:
+    with pytest.raises(ValueError, match="personseg-default"):
+        personseg.load_model("no-such-model")
+    with pytest.raises(FileNotFoundError, match="nope.onnx"):
+        personseg.load_model(tmp_path / "nope.onnx")
+
+
+def test_onnx_without_personseg_metadata_is_refused(tiny_model, tmp_path) -> None:
+    onnx = pytest.importorskip("onnx")
+    proto = onnx.load(str(tiny_model.onnx))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ValueError, match="bare.onnx.*no personseg metadata"):
+        personseg.load_model(tmp_path / "bare.onnx")
+
+
+def test_sessions_are_cached_per_file_and_settings(tiny_model) -> None:
+    a = personseg.load_model(tiny_model.onnx, providers="cpu", threads=1)
+    assert personseg.load_model(str(tiny_model.onnx), providers=["CPUExecutionProvider"], threads=1) is a
+    assert a.session is personseg.load_model(tiny_model.onnx, providers="cpu", threads=1).session
+    b = personseg.load_model(tiny_model.onnx, providers="cpu", threads=2)
+    assert b is not a and b.session.get_session_options().intra_op_num_threads == 2
+
+
+def test_providers_auto_alias_and_unavailable() -> None:
+    auto = api.resolve_providers(None)
+    assert auto[-1] == "CPUExecutionProvider"
+    assert all(p in api.PREFERRED_PROVIDERS for p in auto)
+    assert api.resolve_providers("cpu") == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="NoSuchExecutionProvider is not available"):
+        api.resolve_providers(["NoSuchExecutionProvider"])
+    with pytest.raises(ValueError, match="threads"):
+        personseg.load_model("x.onnx", threads=0)
+
+
+def test_chosen_provider_is_logged(tiny_model, caplog) -> None:
+    api.clear_cache()
+    with caplog.at_level("INFO", logger="personseg.inference.api"):
+        model = personseg.load_model(tiny_model.onnx, providers="cpu", threads=1)
+    assert model.providers[0] == "CPUExecutionProvider"
+    assert "CPUExecutionProvider" in caplog.text
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 5), (33, 101), (64, 64), (200, 37)])
+def test_predict_shape_dtype_range_at_odd_sizes(onnx_model, size) -> None:
+    img, _ = disc_image(*size, seed=1)
+    alpha = onnx_model.predict(img)
+    assert alpha.shape == size and alpha.dtype == np.float32
+    assert 0.0 <= alpha.min() and alpha.max() <= 1.0
+
+
+def test_predict_large_photo_gives_full_resolution_alpha(onnx_model) -> None:
+    img, mask = disc_image(3000, 4000, seed=2)
+    alpha = onnx_model.predict(img)
+    assert alpha.shape == (3000, 4000) and alpha.dtype == np.float32
+    assert iou(alpha >= 0.5, mask) > 0.97
+
+
+def test_predict_finds_the_disc_off_centre(onnx_model) -> None:
+    img, mask = disc_image(120, 300, center=(60, 220), radius=40, seed=3)
+    assert iou(onnx_model.predict(img) >= 0.5, mask) > 0.9
+
+
+def test_predict_batch_matches_predict(onnx_model) -> None:
+    images = [disc_image(50 + 10 * i, 70, seed=i)[0] for i in range(3)]
+    batch = onnx_model.predict_batch(images, batch_size=2)
+    assert [b.shape for b in batch] == [i.shape[:2] for i in images]
+    for img, got in zip(images, batch, strict=True):
+        np.testing.assert_allclose(got, onnx_model.predict(img), atol=1e-5)
+    assert onnx_model.predict_batch([]) == []
+
+
+def test_pt_checkpoint_backend_agrees_with_onnx(tiny_model, onnx_model) -> None:
+    torch_model = personseg.load_model(tiny_model.checkpoint, providers="cpu")
+    assert type(torch_model).__name__ == "TorchSegmenter"
+    assert torch_model.meta["input_size"] == onnx_model.meta["input_size"]
+    img, _ = disc_image(90, 130, seed=4)
+    np.testing.assert_allclose(torch_model.predict(img), onnx_model.predict(img), atol=1e-4)
+
+
+def test_preprocessing_follows_metadata(onnx_model) -> None:
+    img = np.full((32, 64, 3), 255, np.uint8)
+    x, (top, left, h, w) = onnx_model.preprocess(img)
+    assert x.shape == (3, 64, 64) and (top, left, h, w) == (16, 0, 32, 64)
+    np.testing.assert_allclose(x[:, 16:48], (1.0 - 0.5) / 0.25, atol=1e-5)  # mean/std from the metadata
+    np.testing.assert_allclose(x[:, :16], (0.0 - 0.5) / 0.25, atol=1e-5)  # black letterbox padding
+    stretch = api.Segmenter({**onnx_model.meta, "resize": "stretch"}, "test")
+    assert stretch.preprocess(img)[1] == (0, 0, 64, 64)
+
+
+def test_bad_arrays_and_metadata_are_explained(onnx_model) -> None:
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):
+        onnx_model.predict(np.zeros((10, 10), np.float32))
+    with pytest.raises(ValueError, match="upsample"):
+        onnx_model.predict(np.zeros((10, 10, 3), np.uint8), upsample="nearest")
+    with pytest.raises(ValueError, match="test.*lacks mean"):
+        api.Segmenter({"input_size": [8, 8], "std": [1, 1, 1], "resize": "stretch", "threshold": 0.5}, "test")

