@@ -18,26 +18,7 @@ from personseg.data import DatasetError, PairedFolder, is_val, read_mask, scan_f
 from personseg.data.composite import Compositor, foregrounds_from_pairs, load_backgrounds, load_cutouts
 from personseg.data.mixture import EvalDataset, TrainMixture
 from personseg.data.transforms import apply, eval_transform, train_transform
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def person(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB uint8, bool mask): a bright ellipse on a dark noisy background."""
-    rng = np.random.default_rng(seed)
-    cy, cx = rng.uniform(0.35, 0.65) * h, rng.uniform(0.35, 0.65) * w
-    ry, rx = rng.uniform(0.25, 0.4) * h, rng.uniform(0.15, 0.3) * w
-    yy, xx = np.mgrid[:h, :w]
-    mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-    img = rng.normal(40, 12, (h, w, 3))
-    img[mask] = rng.normal(215, 12, (int(mask.sum()), 3))
-    return np.clip(img, 0, 255).astype(np.uint8), mask
+from synthetic import person
 
 
 def write_pair(root: Path, stem: str, h: int = 32, w: int = 48, seed: int = 0, ext: str = ".png") -> None:

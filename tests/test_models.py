@@ -26,14 +26,6 @@ SMALL = {"unet": {"base_channels": 4}}
 SMP_SMALL = {"encoder": "efficientnet_lite0", "encoder_weights": None}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def small_model(name: str, seed: int = 0) -> SegmentationModel:
     torch.manual_seed(seed)
     return create_model(name, **SMALL.get(name, SMP_SMALL))

@@ -31,28 +31,9 @@ from personseg.training import trainer
 from personseg.training.config import TrainConfig, add_config_arguments, config_from_args
 from personseg.training.distributed import DistInfo
 from personseg.training.visualization import plot_history, prediction_grid
+from synthetic import person
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def person(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB uint8, bool mask): a bright ellipse on a dark noisy background."""
-    rng = np.random.default_rng(seed)
-    cy, cx = rng.uniform(0.35, 0.65) * h, rng.uniform(0.35, 0.65) * w
-    ry, rx = rng.uniform(0.25, 0.4) * h, rng.uniform(0.15, 0.3) * w
-    yy, xx = np.mgrid[:h, :w]
-    mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-    img = rng.normal(40, 15, (h, w, 3))
-    img[mask] = rng.normal(210, 15, (int(mask.sum()), 3))
-    return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
 def make_folder(root: Path, n: int, seed: int = 0, size: tuple[int, int] = (36, 48)) -> Path:
