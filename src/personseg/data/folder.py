@@ -8,7 +8,7 @@ files and masks that are not single-channel. Masks may be 0/1 or 0/255 (binary) 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,9 +107,7 @@ def _downscale(image: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.n
     if scale >= 1:
         return image, mask
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.resize(
-        mask, size, interpolation=cv2.INTER_AREA
-    )
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
 
 
 class PairedFolder:
@@ -117,6 +115,7 @@ class PairedFolder:
 
     ``stems`` restricts it to a subset (e.g. a split). ``cache_max_side`` loads every pair into memory once,
     downscaled so the long side is at most that many pixels: augmentation then never decodes JPEGs.
+    ``mask_fix(rgb, mask) -> mask`` mends known label errors as pairs are loaded (see ``data.repair``).
     """
 
     def __init__(
@@ -126,8 +125,10 @@ class PairedFolder:
         skip_invalid: bool = False,
         check: bool = True,
         cache_max_side: int | None = None,
+        mask_fix: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.root = Path(root)
+        self.mask_fix = mask_fix
         pairs, problems = scan_folder(self.root, check=check)
         if problems and not skip_invalid:
             listing = "\n  ".join(problems[:50])
@@ -149,9 +150,11 @@ class PairedFolder:
         if cache_max_side:
             self._cache = [_downscale(*self._load(p), cache_max_side) for p in pairs]
 
-    @staticmethod
-    def _load(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-        return read_image(pair.image), read_mask(pair.mask)
+    def _load(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+        rgb, mask = read_image(pair.image), read_mask(pair.mask)
+        if self.mask_fix is not None:
+            mask = self.mask_fix(rgb, mask)
+        return rgb, mask
 
     @property
     def stems(self) -> list[str]:

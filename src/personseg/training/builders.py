@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from personseg.data.composite import Compositor, foregrounds_from_pairs, load_backgrounds, load_cutouts
 from personseg.data.folder import DatasetError, PairedFolder
 from personseg.data.mixture import EvalDataset, TrainMixture
+from personseg.data.repair import repair_backdrop_mask
 from personseg.data.split import split_stems
 from personseg.data.transforms import composite_transform, eval_transform, train_transform
 from personseg.models import SegmentationModel, create_model
@@ -39,6 +40,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[TrainMixture, dict[str, EvalDatase
     weights: list[float] = []
     val_sets: dict[str, EvalDataset] = {}
     matte_roots = {Path(p).resolve() for p in cfg.matte_data}
+    repair_roots = {Path(p).resolve() for p in cfg.repair_backdrop}
     mattes: list[PairedFolder] = []
     evaluate = eval_transform(cfg.input_size, cfg.resize)
     for spec in cfg.data:
@@ -56,7 +58,11 @@ def build_datasets(cfg: TrainConfig) -> tuple[TrainMixture, dict[str, EvalDatase
             train_stems, val_stems = split_stems(source_name(root), stems, cfg.val_fraction)
         if not train_stems:
             raise DatasetError(f"{root}: every pair fell into the validation split; lower --val-fraction")
-        train = PairedFolder(root, stems=train_stems, skip_invalid=True, check=False, cache_max_side=cache)
+        # Mend training labels only: validation keeps the dataset's own masks so figures stay comparable.
+        fix = repair_backdrop_mask if root.resolve() in repair_roots else None
+        train = PairedFolder(
+            root, stems=train_stems, skip_invalid=True, check=False, cache_max_side=cache, mask_fix=fix
+        )
         if weight > 0:
             train_sources.append(train)
             weights.append(weight)
@@ -104,9 +110,7 @@ def build_loaders(
 ) -> tuple[DataLoader, dict[str, DataLoader]]:
     common = {"num_workers": cfg.workers, "pin_memory": pin, "persistent_workers": cfg.workers > 0}
     sampler = (
-        DistributedSampler(train, info.world_size, info.rank, shuffle=True, seed=cfg.seed)
-        if info.enabled
-        else None
+        DistributedSampler(train, info.world_size, info.rank, shuffle=True, seed=cfg.seed) if info.enabled else None
     )
     train_loader = DataLoader(
         train,

@@ -30,20 +30,17 @@ class TrainConfig:
     # --- model
     model: str = _f("unet", "architecture (see 'personseg models')")
     encoder: str | None = _f(None, "timm encoder for smp architectures, e.g. efficientnet_lite0")
-    encoder_weights: str | None = _f(
-        None, "encoder init: efficientnet_lite (offline ImageNet), imagenet, or none"
-    )
+    encoder_weights: str | None = _f(None, "encoder init: efficientnet_lite (offline ImageNet), imagenet, or none")
     base_channels: int | None = _f(None, "width of the hand-written unet (64 gives ~31M parameters)")
     # --- data
-    data: list[str] = _f(
-        ["data"], "training roots with images/ and masks/, each ROOT or ROOT:WEIGHT", nargs="+"
-    )
-    val_data: list[str] = _f(
-        [], "validation roots; when empty, a fixed hash split of each --data root", nargs="*"
-    )
+    data: list[str] = _f(["data"], "training roots with images/ and masks/, each ROOT or ROOT:WEIGHT", nargs="+")
+    val_data: list[str] = _f([], "validation roots; when empty, a fixed hash split of each --data root", nargs="*")
     val_fraction: float = _f(0.1, "fraction of each --data root held out for validation (fixed by name hash)")
     cutouts: list[str] = _f([], "folders of RGBA person cut-outs for compositing", nargs="*")
     matte_data: list[str] = _f([], "--data roots whose masks are exact mattes, reused as cut-outs", nargs="*")
+    repair_backdrop: list[str] = _f(
+        [], "--data roots on a plain backdrop whose masks miss parts (necks): mend them from the photo", nargs="*"
+    )
     backgrounds: list[str] = _f([], "folders of person-free photos for compositing", nargs="*")
     composite_weight: float = _f(0.0, "sampling weight of composited samples (0 disables compositing)")
     skip_invalid: bool = _f(False, "skip broken pairs with a warning instead of failing")
@@ -58,9 +55,7 @@ class TrainConfig:
     mean: list[float] = _f(IMAGENET_MEAN, "normalisation mean (RGB in [0,1])", nargs=3)
     std: list[float] = _f(IMAGENET_STD, "normalisation std", nargs=3)
     aug_strength: float = _f(1.0, "scale of the photometric augmentation")
-    letterbox_prob: float = _f(
-        0.4, "share of training pairs shown whole (letterboxed, zoomed out) vs cropped"
-    )
+    letterbox_prob: float = _f(0.4, "share of training pairs shown whole (letterboxed, zoomed out) vs cropped")
     # --- optimisation
     epochs: int = _f(5, "number of epochs")
     batch_size: int = _f(4, "batch size per process")
@@ -122,9 +117,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(
-                f"{source}: unknown key(s) {unknown}; valid keys are the train flags: {sorted(names)}"
-            )
+            raise ValueError(f"{source}: unknown key(s) {unknown}; valid keys are the train flags: {sorted(names)}")
         return cls(**values)
 
     @classmethod
