@@ -71,9 +71,11 @@ def main() -> None:
     train_set, val_sets = builders.build_datasets(cfg)
     loader, _ = builders.build_loaders(cfg, train_set, val_sets, DistInfo(), pin=False)
     fixed = next(iter(loader))
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
-          f"{args.workers} loader worker(s), {args.input_size}x{args.input_size}, batch {args.batch_size}, "
-          f"{args.precision}{' channels-last' if args.channels_last else ''}")
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
+        f"{args.workers} loader worker(s), {args.input_size}x{args.input_size}, batch {args.batch_size}, "
+        f"{args.precision}{' channels-last' if args.channels_last else ''}"
+    )
     print("| model | params | in-memory img/s | real loading img/s | loading / in-memory |")
     print("|---|---|---|---|---|")
     for spec in args.models:
@@ -82,8 +84,10 @@ def main() -> None:
         model = create_model(name, **kwargs)
         memory = step_timer(model, itertools.repeat(fixed), cfg, args.steps)
         real = step_timer(model, iter(loader), cfg, args.steps)
-        print(f"| {spec} | {model.get_num_params() / 1e6:.1f}M | {memory:.2f} | {real:.2f} | {real / memory:.1%} |",
-              flush=True)
+        print(
+            f"| {spec} | {model.get_num_params() / 1e6:.1f}M | {memory:.2f} | {real:.2f} | {real / memory:.1%} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -334,9 +334,7 @@ def test_coco_with_limit_fetches_only_the_chosen_images(server, monkeypatch, tmp
     pytest.importorskip("pycocotools")
     _serve(monkeypatch, server, "coco-person-val", {"annotations_trainval2017.zip": _coco_fixture(server)})
     assert prepare("coco-person-val", tmp_path, limit=1) == 1
-    np.testing.assert_array_equal(
-        _mask(tmp_path / "masks" / "000000000001.png"), _coco_expected()["000000000001"]
-    )
+    np.testing.assert_array_equal(_mask(tmp_path / "masks" / "000000000001.png"), _coco_expected()["000000000001"])
     fetched = [path for path, _ in server.requests if path.startswith("/val2017/")]
     assert fetched == ["/val2017/000000000001.jpg"]
 
@@ -380,9 +378,7 @@ def test_ccp_labels_merge_into_person(server, monkeypatch, tmp_path):
     )
     _serve(monkeypatch, server, "ccp", {"clothing-co-parsing-master.zip": archive})
     assert prepare("ccp", tmp_path) == 1
-    np.testing.assert_array_equal(
-        _mask(tmp_path / "masks" / "ccp_0001.png"), np.where(groundtruth > 0, 255, 0)
-    )
+    np.testing.assert_array_equal(_mask(tmp_path / "masks" / "ccp_0001.png"), np.where(groundtruth > 0, 255, 0))
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["ccp_0001.jpg"]
 
 

@@ -110,12 +110,8 @@ def test_focal_hand_computed():
     assert FocalLoss(gamma=2.0)(logits, target).item() == pytest.approx(expected, rel=1e-6)
     # alpha weighs foreground by alpha and background by 1 - alpha
     bg = torch.zeros_like(target)
-    assert FocalLoss(alpha=0.25)(logits[..., :1], target[..., :1]).item() == pytest.approx(
-        0.25 * 0.25 * LN2, rel=1e-6
-    )
-    assert FocalLoss(alpha=0.25)(logits[..., :1], bg[..., :1]).item() == pytest.approx(
-        0.75 * 0.25 * LN2, rel=1e-6
-    )
+    assert FocalLoss(alpha=0.25)(logits[..., :1], target[..., :1]).item() == pytest.approx(0.25 * 0.25 * LN2, rel=1e-6)
+    assert FocalLoss(alpha=0.25)(logits[..., :1], bg[..., :1]).item() == pytest.approx(0.75 * 0.25 * LN2, rel=1e-6)
     # gamma 0 without alpha is plain BCE, soft targets included
     assert FocalLoss(gamma=0.0)(BCE_LOGITS, BCE_TARGET).item() == pytest.approx(BCE_EXPECTED, rel=1e-6)
 

@@ -79,9 +79,7 @@ def test_scores_per_image():
     stats = _stats()
     torch.testing.assert_close(iou_score(*stats, reduction="none"), torch.tensor([2 / 4, 0.0, 1.0]).double())
     torch.testing.assert_close(dice_score(*stats, reduction="none"), torch.tensor([4 / 6, 0.0, 1.0]).double())
-    torch.testing.assert_close(
-        pixel_accuracy(*stats, reduction="none"), torch.tensor([4 / 6, 5 / 6, 1.0]).double()
-    )
+    torch.testing.assert_close(pixel_accuracy(*stats, reduction="none"), torch.tensor([4 / 6, 5 / 6, 1.0]).double())
 
 
 def test_scores_mean_and_micro():

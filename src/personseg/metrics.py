@@ -50,17 +50,13 @@ def get_stats(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) 
     pred = _as_nhw(pred, "pred")
     target = _as_nhw(target, "target")
     if pred.shape != target.shape:
-        raise ValueError(
-            f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape"
-        )
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
     if pred.dtype == torch.bool:
         p = pred
     else:
         # Written so NaN fails too. Catches the common mistake of passing logits (costs one host sync).
         if pred.is_floating_point() and not bool(((pred >= 0) & (pred <= 1)).all()):
-            raise ValueError(
-                "pred must be probabilities in [0, 1] without NaN; apply .sigmoid() to logits first"
-            )
+            raise ValueError("pred must be probabilities in [0, 1] without NaN; apply .sigmoid() to logits first")
         p = pred >= threshold
     t = target if target.dtype == torch.bool else target >= 0.5
 
@@ -122,9 +118,7 @@ def dice_score(
     zero_division: float = 1.0,
 ) -> torch.Tensor:
     """Dice coefficient (F1) ``2 tp / (2 tp + fp + fn)``, as float64."""
-    return _score(
-        (tp, fp, fn, tn), lambda tp, fp, fn, tn: (2 * tp, 2 * tp + fp + fn), reduction, zero_division
-    )
+    return _score((tp, fp, fn, tn), lambda tp, fp, fn, tn: (2 * tp, 2 * tp + fp + fn), reduction, zero_division)
 
 
 def pixel_accuracy(
@@ -139,9 +133,7 @@ def pixel_accuracy(
 
     The denominator is the pixel count, so ``zero_division`` only matters for zero-sized images.
     """
-    return _score(
-        (tp, fp, fn, tn), lambda tp, fp, fn, tn: (tp + tn, tp + fp + fn + tn), reduction, zero_division
-    )
+    return _score((tp, fp, fn, tn), lambda tp, fp, fn, tn: (tp + tn, tp + fp + fn + tn), reduction, zero_division)
 
 
 class MetricAccumulator:
@@ -200,8 +192,7 @@ class MetricAccumulator:
         """Replace the state, e.g. with the all-reduced sum of every rank's :meth:`state_tensor`."""
         if state.shape != (len(self._FIELDS),):
             raise ValueError(
-                f"state must have shape ({len(self._FIELDS)},) as returned by state_tensor(), "
-                f"got {tuple(state.shape)}"
+                f"state must have shape ({len(self._FIELDS)},) as returned by state_tensor(), got {tuple(state.shape)}"
             )
         self._state = state.detach().to(torch.float64).clone()
 

@@ -15,9 +15,7 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=int, default=None, help="convert at most N pairs (COCO: fetch only those images)"
     )
-    parser.add_argument(
-        "--keep-archives", action="store_true", help="keep the downloaded archives in ROOT/.download"
-    )
+    parser.add_argument("--keep-archives", action="store_true", help="keep the downloaded archives in ROOT/.download")
     parser.add_argument(
         "--url",
         default=os.environ.get(URL_OVERRIDE_ENV),

@@ -20,14 +20,10 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device", default=None, help="torch device: cpu, cuda, cuda:1 (default: cuda if present)"
-    )
+    parser.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:1 (default: cuda if present)")
 
 
-def add_data_option(
-    parser: argparse.ArgumentParser, required: bool = False, help_text: str | None = None
-) -> None:
+def add_data_option(parser: argparse.ArgumentParser, required: bool = False, help_text: str | None = None) -> None:
     parser.add_argument(
         "--data",
         nargs="+",

@@ -104,9 +104,7 @@ class Compositor:
         h, w = bg.shape[:2]
         side = int(min(h, w) * rng.uniform(0.35, 1.0))
         y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-        crop = cv2.resize(
-            bg[y : y + side, x : x + side], (self.size, self.size), interpolation=cv2.INTER_AREA
-        )
+        crop = cv2.resize(bg[y : y + side, x : x + side], (self.size, self.size), interpolation=cv2.INTER_AREA)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         if rng.random() < 0.3:  # shallow depth of field behind the subject
@@ -143,11 +141,7 @@ class Compositor:
                 fg = np.clip(fg * rng.uniform(0.75, 1.2) + rng.uniform(-15, 15, size=3), 0, 255)
             x = int(rng.integers(-w // 3, s - 2 * w // 3 + 1)) if w < s else int(rng.integers(s - w, 1))
             if cut_at_bottom:  # an upper-body shot: its cut edge must leave the frame at the bottom
-                y = (
-                    int(rng.uniform(-0.05 * h, max(0.0, s - h * 0.9)))
-                    if h < s
-                    else int(rng.uniform(-0.05, 0.3) * s)
-                )
+                y = int(rng.uniform(-0.05 * h, max(0.0, s - h * 0.9))) if h < s else int(rng.uniform(-0.05, 0.3) * s)
                 y = max(y, s - h)
             elif h > 0.8 * s:  # a big full figure: head near the top, legs cropped by the frame
                 y = int(rng.uniform(-0.05, 0.3) * s)

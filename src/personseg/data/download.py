@@ -165,12 +165,8 @@ def download_file(
             break
         except (OSError, http.client.HTTPException) as exc:  # dropped connection, timeout, refused: resume
             if attempt == attempts:
-                raise DownloadError(
-                    f"{url}: {exc} (partial file kept at {part}; run again to resume)"
-                ) from None
-            log.warning(
-                "download of %s interrupted (%s); resuming (attempt %d/%d)", url, exc, attempt + 1, attempts
-            )
+                raise DownloadError(f"{url}: {exc} (partial file kept at {part}; run again to resume)") from None
+            log.warning("download of %s interrupted (%s); resuming (attempt %d/%d)", url, exc, attempt + 1, attempts)
             time.sleep(0.5 * attempt)
     if not part.exists():
         raise DownloadError(f"{url}: server sent nothing")
@@ -197,9 +193,7 @@ def _safe_target(root: Path, name: str, archive: Path) -> Path:
     pure = PurePosixPath(name.replace("\\", "/"))
     target = (root / pure).resolve()
     if pure.is_absolute() or ".." in pure.parts or (target != root and root not in target.parents):
-        raise UnsafeArchiveError(
-            f"{archive}: member {name!r} would be written outside {root}; refusing to extract"
-        )
+        raise UnsafeArchiveError(f"{archive}: member {name!r} would be written outside {root}; refusing to extract")
     return target
 
 
@@ -221,9 +215,7 @@ def extract(archive: str | Path, dest: str | Path) -> Path:
             for info in zf.infolist():
                 _safe_target(root, info.filename, archive)
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise UnsafeArchiveError(
-                        f"{archive}: member {info.filename!r} is a symlink; refusing to extract"
-                    )
+                    raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symlink; refusing to extract")
             zf.extractall(root)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:

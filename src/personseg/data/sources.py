@@ -154,9 +154,7 @@ def _image_matching(path: Path, size: tuple[int, int]) -> Path | Image.Image | N
 def _convert_supervisely(job: ConvertJob) -> Iterator[Pair]:
     ann_dirs = sorted(p for p in job.sources[0].rglob("ann") if p.is_dir() and (p.parent / "img").is_dir())
     if not ann_dirs:
-        raise ConversionError(
-            f"{job.sources[0]}: no <dataset>/ann + <dataset>/img folders (the Supervisely layout)"
-        )
+        raise ConversionError(f"{job.sources[0]}: no <dataset>/ann + <dataset>/img folders (the Supervisely layout)")
     for ann_dir in ann_dirs:
         for ann_path in sorted(ann_dir.glob("*.json")):
             ann = json.loads(ann_path.read_text())
@@ -241,8 +239,7 @@ def _convert_ccp(job: ConvertJob) -> Iterator[Pair]:
         from scipy.io import loadmat
     except ImportError:
         raise ConversionError(
-            "the Clothing Co-Parsing annotations are MATLAB .mat files; reading them needs scipy "
-            "(pip install scipy)"
+            "the Clothing Co-Parsing annotations are MATLAB .mat files; reading them needs scipy (pip install scipy)"
         ) from None
     pixel_level = _find_dir(job.sources[0], "pixel-level")
     photos = pixel_level.parent.parent / "photos"
@@ -279,9 +276,7 @@ SOURCES: dict[str, DatasetSource] = {
         # The original archive. Dataset Ninja serves a re-export in the same <ds>/img + <ds>/ann layout
         # (link in github.com/dataset-ninja/supervisely-persons DOWNLOAD.md), usable with --url.
         files=(
-            RemoteFile(
-                "https://cloud.enterprise.deepsystems.io/s/TK2z5TLYoAPl1w6/download", "SuperviselyPerson.tar"
-            ),
+            RemoteFile("https://cloud.enterprise.deepsystems.io/s/TK2z5TLYoAPl1w6/download", "SuperviselyPerson.tar"),
         ),
         convert=_convert_supervisely,
         pairs=5711,

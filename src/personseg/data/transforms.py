@@ -82,9 +82,7 @@ def eval_transform(size: int, resize: str = "letterbox") -> A.Compose:
     if resize == "letterbox":
         return A.Compose(letterbox(size))
     if resize == "stretch":
-        return A.Compose(
-            [A.Resize(size, size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST)]
-        )
+        return A.Compose([A.Resize(size, size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST)])
     raise ValueError(f"resize={resize!r}: use 'letterbox' or 'stretch'")
 
 

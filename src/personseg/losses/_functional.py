@@ -18,8 +18,7 @@ def check_inputs(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tens
     """
     if logits.shape != target.shape:
         raise ValueError(
-            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape, "
-            "e.g. (N, 1, H, W)"
+            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape, e.g. (N, 1, H, W)"
         )
     if logits.ndim < 2:
         raise ValueError(f"expected images along dim 0, e.g. (N, 1, H, W); got shape {tuple(logits.shape)}")

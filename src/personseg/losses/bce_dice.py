@@ -26,9 +26,7 @@ class BCEDiceLoss(nn.Module):
     ) -> None:
         super().__init__()
         if bce_weight < 0 or dice_weight < 0 or bce_weight + dice_weight == 0:
-            raise ValueError(
-                f"bce_weight={bce_weight} and dice_weight={dice_weight} must be >= 0 and not both 0"
-            )
+            raise ValueError(f"bce_weight={bce_weight} and dice_weight={dice_weight} must be >= 0 and not both 0")
         self.bce_weight = bce_weight
         self.dice_weight = dice_weight
         self.bce = BCELoss(pos_weight=pos_weight)

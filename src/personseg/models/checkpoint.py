@@ -92,9 +92,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(
-            f"{path}: not a readable personseg checkpoint ({type(exc).__name__}: {exc})"
-        ) from None
+        raise ValueError(f"{path}: not a readable personseg checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: not a personseg checkpoint (missing format={FORMAT!r})")
     if ckpt.get("version", 0) > VERSION:

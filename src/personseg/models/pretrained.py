@@ -89,9 +89,7 @@ def convert_lukemelas_state_dict(
         out[new] = tensor
     missing = [k for k in target if k not in out and not k.endswith("num_batches_tracked")]
     if missing:
-        raise KeyError(
-            f"EfficientNet-Lite weights leave {len(missing)} encoder tensors unset, e.g. {missing[:3]}"
-        )
+        raise KeyError(f"EfficientNet-Lite weights leave {len(missing)} encoder tensors unset, e.g. {missing[:3]}")
     return out
 
 

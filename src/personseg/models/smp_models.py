@@ -47,9 +47,7 @@ class SmpModel(SegmentationModel):
         if arch not in _ARCHS:
             raise KeyError(f"unknown smp architecture {arch!r}; valid: {sorted(_ARCHS)}")
         if encoder_weights not in (None, "imagenet", "efficientnet_lite"):
-            raise ValueError(
-                f"encoder_weights={encoder_weights!r}: use None, 'imagenet' or 'efficientnet_lite'"
-            )
+            raise ValueError(f"encoder_weights={encoder_weights!r}: use None, 'imagenet' or 'efficientnet_lite'")
         self.net = getattr(smp, _ARCHS[arch])(
             encoder_name=f"tu-{encoder}",
             encoder_weights="imagenet" if encoder_weights == "imagenet" else None,

@@ -64,9 +64,7 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
 class Normalizer:
     """uint8 NCHW batch -> normalised float on the device (done on the batch, not per sample)."""
 
-    def __init__(
-        self, mean: list[float], std: list[float], device: torch.device, channels_last: bool
-    ) -> None:
+    def __init__(self, mean: list[float], std: list[float], device: torch.device, channels_last: bool) -> None:
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
         self.device = device
@@ -77,9 +75,7 @@ class Normalizer:
         return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
 
-def train_one_epoch(
-    model, loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, epoch
-) -> float:
+def train_one_epoch(model, loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, epoch) -> float:
     model.train()
     total, count = torch.zeros(2, dtype=torch.float64), 0
     progress = _progress(loader, info, f"epoch {epoch}/{cfg.epochs} train")
@@ -193,9 +189,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         cfg.save_yaml(out / "config.yaml")
 
     train_set, val_sets = builders.build_datasets(cfg)
-    train_loader, val_loaders = builders.build_loaders(
-        cfg, train_set, val_sets, info, pin=device.type == "cuda"
-    )
+    train_loader, val_loaders = builders.build_loaders(cfg, train_set, val_sets, info, pin=device.type == "cuda")
     model = builders.build_model(cfg).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -231,9 +225,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.compile:
         train_model = torch.compile(model)
     if info.enabled:
-        train_model = DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
 
     writer = None
     if info.is_main:
@@ -331,10 +323,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
 def _pool(per_source: dict[str, dict[str, float]], sizes: dict[str, int]) -> dict[str, float]:
     """Image-weighted mean of per-source figures (each is a mean over images)."""
     total = sum(sizes.values())
-    return {
-        k: sum(per_source[s][k] * sizes[s] for s in per_source) / total
-        for k in next(iter(per_source.values()))
-    }
+    return {k: sum(per_source[s][k] * sizes[s] for s in per_source) / total for k in next(iter(per_source.values()))}
 
 
 def _append_history(path: Path, row: dict[str, Any]) -> None:

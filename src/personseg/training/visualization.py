@@ -15,9 +15,7 @@ def prediction_grid(images: np.ndarray, truths: np.ndarray, preds: np.ndarray) -
     """
     rows = []
     for image, truth, pred in zip(images, truths, preds, strict=True):
-        as_rgb = [
-            np.repeat((m[..., None] * 255).clip(0, 255).astype(np.uint8), 3, axis=2) for m in (truth, pred)
-        ]
+        as_rgb = [np.repeat((m[..., None] * 255).clip(0, 255).astype(np.uint8), 3, axis=2) for m in (truth, pred)]
         rows.append(np.concatenate([image, *as_rgb], axis=1))
     return np.concatenate(rows, axis=0)
 
