@@ -1,0 +1,189 @@
+"""Video: end-to-end speed and temporal stability, printed as markdown tables.
+
+1. Speed: ``process_video`` (decode -> predict -> stabilise -> guided upsample -> composite -> H.264) on a
+   generated clip at 640x360, 1280x720 and 1920x1080, for each model, in frames per second of wall time.
+2. Flicker, with and without the stabiliser, on two generated clips built from the shipped photo of Grace
+   Hopper: a *static* clip (the same photo with fresh sensor noise on every frame: the truth does not move,
+   so mean |mask_t - mask_(t-1)| is pure flicker) and a *moving* clip (her cut-out, pasted with a known hard
+   mask, sliding over a textured backdrop: the truth moves, so mean |dpred - dtruth| is flicker plus lag), with
+   the IoU against the truth.
+
+    python benchmarks/video_bench.py --frames 30 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import personseg
+from personseg.inference import compose, refine
+from personseg.inference.io import read_image
+from personseg.inference.remove import RemoveOptions
+from personseg.video import Stabilizer, VideoOptions, process_video
+
+ASSETS = Path(personseg.__file__).parent / "assets"
+SIZES = ("640x360", "1280x720", "1920x1080")
+
+
+def machine() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} logical CPUs"
+
+
+def photo(name: str, h: int, w: int) -> np.ndarray:
+    return np.ascontiguousarray(compose.cover(read_image(ASSETS / name).rgb, h, w))
+
+
+def backdrop(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A person-free textured background: smooth colour blobs plus fine grain."""
+    blobs = cv2.resize(rng.uniform(30, 220, (6, 8, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(blobs + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25) -> None:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "18"}
+        for img in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def noisy(img: np.ndarray, rng: np.random.Generator, sigma: float = 4.0) -> np.ndarray:
+    return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
+
+
+def speed(
+    models: list[str], sizes: list[str], frames: int, threads: int, batch: int, foreground: str, folder: Path
+) -> list[str]:
+    rows = [
+        "| model | size | foreground | frames | end-to-end fps | ms / frame |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    video_options = VideoOptions(
+        background_color=(0, 177, 64), batch_size=batch, remove=RemoveOptions(foreground=foreground)
+    )
+    rng = np.random.default_rng(0)
+    for size in sizes:
+        w, h = (int(x) for x in size.split("x"))
+        base = photo("grace_hopper.jpg", h, w)
+        clip = folder / f"clip_{size}.mp4"
+        write_clip(clip, [noisy(np.roll(base, 2 * i, axis=1), rng) for i in range(frames)])
+        for name in models:
+            model = personseg.load_model(name, threads=threads)
+            model.predict_lowres([base])  # warm-up: ONNX Runtime's first run allocates
+            result = process_video(clip, folder / "out.mp4", model, video_options)
+            ms = 1000 / max(result.fps, 1e-9)
+            rows.append(f"| {name} | {size} | {foreground} | {result.frames} | {result.fps:.1f} | {ms:.0f} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def masks(model, frames: list[np.ndarray], stabilizer: Stabilizer | None) -> list[np.ndarray]:
+    """The pipeline's alpha for each frame (low-res predict, stabilise, guided upsample, tighten)."""
+    out = []
+    for img in frames:
+        low = model.predict_lowres([img])[0]
+        if stabilizer is not None:
+            low = stabilizer.update(low, img)
+        out.append(refine.tighten(refine.guided_upsample(low, img)))
+    return out
+
+
+def flicker(seq: list[np.ndarray]) -> float:
+    return float(np.mean([np.abs(b - a).mean() for a, b in itertools.pairwise(seq)]))
+
+
+def stability(models: list[str], frames: int, threads: int, strength: float) -> list[str]:
+    h, w = 240, 320
+    rng = np.random.default_rng(1)
+    person = photo("grace_hopper.jpg", h, w)
+    static = [noisy(person, rng) for _ in range(frames)]
+    # Moving clip: her hard mask (from the default model on the clean photo) defines the truth exactly.
+    label = personseg.load_model("personseg-default", threads=threads).predict(person) > 0.5
+    scene = backdrop(h, w, rng)
+    moving, truth = [], []
+    for i in range(frames):
+        dx = round(-60 + 120 * i / max(1, frames - 1))
+        m = np.roll(label, dx, axis=1)
+        m[:, : max(0, dx)] = False
+        m[:, w + min(0, dx) :] = False
+        img = np.where(m[..., None], np.roll(person, dx, axis=1), scene)
+        moving.append(noisy(img, rng))
+        truth.append(m.astype(np.float32))
+    dtruth = [b - a for a, b in itertools.pairwise(truth)]
+    rows = [
+        "| model | stabiliser | static: mean abs(m_t - m_t-1) | moving: mean abs(dpred - dtruth) | moving IoU |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name in models:
+        model = personseg.load_model(name, threads=threads)
+        for label_text, stab in (("off", None), (f"on ({strength})", strength)):
+            still = masks(model, static, Stabilizer(stab) if stab else None)
+            pred = masks(model, moving, Stabilizer(stab) if stab else None)
+            dpred = [b - a for a, b in itertools.pairwise(pred)]
+            lag = float(np.mean([np.abs(p - t).mean() for p, t in zip(dpred, dtruth, strict=True)]))
+            ious = [
+                ((p > 0.5) & (t > 0.5)).sum() / max(1, ((p > 0.5) | (t > 0.5)).sum())
+                for p, t in zip(pred, truth, strict=True)
+            ]
+            rows.append(f"| {name} | {label_text} | {flicker(still):.4f} | {lag:.4f} | {np.mean(ious):.3f} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=30, help="frames per clip (default: 30)")
+    parser.add_argument("--models", nargs="+", default=["personseg-default", "personseg-fast"])
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), help="WxH, default: " + " ".join(SIZES))
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default: 2)")
+    parser.add_argument("--batch", type=int, default=4, help="frames per network call (default: 4)")
+    parser.add_argument(
+        "--foreground", choices=("blur", "ml", "none"), default="blur", help="foreground estimation (default: blur)"
+    )
+    parser.add_argument("--strength", type=float, default=0.7, help="stabiliser strength (default: 0.7)")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-stability", action="store_true")
+    args = parser.parse_args()
+    cv2.setNumThreads(args.threads)
+    print(f"machine: {machine()}; threads {args.threads}; {args.frames} frames per clip\n", flush=True)
+    tables = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_speed:
+            start = time.perf_counter()
+            tables.append(
+                speed(args.models, args.sizes, args.frames, args.threads, args.batch, args.foreground, Path(tmp))
+            )
+            print(f"(speed: {time.perf_counter() - start:.0f} s)\n", flush=True)
+    if not args.skip_stability:
+        tables.append(stability(args.models, args.frames, args.threads, args.strength))
+    print()
+    for rows in tables:
+        print("\n".join(rows) + "\n")
+
+
+if __name__ == "__main__":
+    main()

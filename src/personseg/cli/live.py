@@ -1,0 +1,191 @@
+"""``personseg live``: replace the background of a webcam, stream or file as it plays.
+
+Frames come from OpenCV's ``VideoCapture`` (a camera index, a URL, or a file for testing); each is segmented,
+stabilised and composited over the chosen background (the blurred scene by default). The result goes to a
+window with an FPS readout (``q`` or Esc quits), to a virtual camera (``--virtual-camera``, needs
+``pip install 'personseg[live]'``) and/or to a video file (``--output``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from personseg.cli import options
+from personseg.cli.video import add_bg_video_option, add_smoothing_options
+
+log = logging.getLogger(__name__)
+
+WINDOW = "personseg live (q to quit)"
+DEFAULT_BLUR = 15.0
+DESCRIPTION = (
+    "Replace the background of a webcam, stream or video file as it plays (default: the scene blurred). "
+    "Shows a window with the frame rate (q or Esc quits) unless --no-window; --virtual-camera sends the "
+    "result to a virtual camera, --output saves it."
+)
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    parser = sub.add_parser(name, help=help_text, description=DESCRIPTION)
+    parser.add_argument(
+        "--camera", default="0", help="camera index (0, 1 ...), stream URL, or a video file (default: 0)"
+    )
+    parser.add_argument("--virtual-camera", action="store_true", help="send the result to a virtual camera")
+    parser.add_argument("--no-window", action="store_true", help="no preview window (headless)")
+    parser.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0: never)")
+    parser.add_argument("--output", default=None, metavar="PATH", help="also save the result as a video (.mp4)")
+    parser.add_argument("--width", type=int, default=None, help="ask the camera for this width")
+    parser.add_argument("--height", type=int, default=None, help="ask the camera for this height")
+    add_smoothing_options(parser)
+    options.add_model_option(parser)
+    options.add_provider_option(parser)
+    options.add_threads_option(parser)
+    options.add_postprocess_options(parser)
+    options.add_background_options(parser)
+    add_bg_video_option(parser)
+    parser.set_defaults(func=run)
+
+
+def _say(message: object) -> None:
+    print(f"personseg live: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def open_capture(spec: str, width: int | None = None, height: int | None = None):
+    """An opened ``cv2.VideoCapture`` for a camera index, URL or file; ValueError if it cannot be opened."""
+    import cv2
+
+    source: int | str = int(spec) if spec.strip().isdigit() else spec
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        cap.release()
+        what = f"camera {source}" if isinstance(source, int) else source
+        raise ValueError(f"{what}: cannot open it (no such camera, file or stream; try another --camera)")
+    if width:
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+    if height:
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+    return cap
+
+
+def open_virtual_camera(width: int, height: int, fps: float):
+    """A ``pyvirtualcam.Camera`` (imported only here); a clear error when it or its driver is missing."""
+    try:
+        import pyvirtualcam
+    except ImportError:
+        raise ImportError(
+            "--virtual-camera needs pyvirtualcam: pip install 'personseg[live]' (and a virtual camera driver: "
+            "OBS on Windows/macOS, v4l2loopback on Linux)"
+        ) from None
+    try:
+        return pyvirtualcam.Camera(width=width, height=height, fps=fps)
+    except RuntimeError as exc:
+        raise RuntimeError(f"no virtual camera device available ({exc})") from None
+
+
+def draw_fps(bgr, fps: float) -> None:
+    """The frame rate in the top-left corner, white on a dark outline so it reads on any background."""
+    import cv2
+
+    text = f"{fps:.1f} fps"
+    scale = max(0.4, bgr.shape[0] / 720)
+    for color, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(bgr, text, (8, int(24 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+
+    from personseg.cli.video import video_options_from_args
+    from personseg.inference import refine
+    from personseg.inference.remove import postprocess
+    from personseg.video import Stabilizer, VideoWriter
+    from personseg.video.pipeline import Background, render_frame
+
+    if all(getattr(args, f) is None for f in ("bg_color", "bg_image", "bg_blur", "bg_video")):
+        args.bg_blur = DEFAULT_BLUR
+    try:
+        video_options = video_options_from_args(args)
+        model = options.load_model_from_args(args)
+        cap = open_capture(args.camera, args.width, args.height)
+    except (OSError, ValueError, ImportError) as exc:
+        _say(exc)
+        return 2
+
+    writer = cam = background = None
+    shown = False
+    frames = 0
+    fps = 0.0
+    start = time.perf_counter()
+    try:
+        ok, bgr = cap.read()
+        if not ok:
+            _say(f"{args.camera}: no frame could be read")
+            return 1
+        height, width = bgr.shape[:2]
+        rate = cap.get(cv2.CAP_PROP_FPS) or 30.0
+        rate = rate if 1.0 <= rate <= 240.0 else 30.0
+        background = Background(video_options, "composite")
+        background.prepare(height, width)
+        stabilizer = Stabilizer(video_options.smooth_strength) if video_options.smooth else None
+        threshold = args.threshold if args.threshold is not None else float(model.threshold)
+        if args.output:
+            from fractions import Fraction
+
+            writer = VideoWriter(args.output, "composite", width, height, Fraction(rate).limit_denominator(1001))
+        if args.virtual_camera:
+            cam = open_virtual_camera(width, height, rate)
+        last = time.perf_counter()
+        while ok:
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            low = model.predict_lowres([rgb])[0]
+            if stabilizer is not None:
+                low = stabilizer.update(low, rgb)
+            alpha = postprocess(rgb, refine.guided_upsample(low, rgb), video_options.remove, threshold)
+            out = render_frame(rgb, alpha, "composite", video_options.remove.foreground, background)
+            frames += 1
+            now = time.perf_counter()
+            fps = 1.0 / max(now - last, 1e-6) if frames == 1 else 0.9 * fps + 0.1 / max(now - last, 1e-6)
+            last = now
+            if writer is not None:
+                writer.write(out)
+            if cam is not None:
+                cam.send(out)
+            if not args.no_window:
+                preview = cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
+                draw_fps(preview, fps)
+                try:
+                    cv2.imshow(WINDOW, preview)
+                except cv2.error:
+                    raise RuntimeError("cannot open a window here (headless OpenCV?); use --no-window") from None
+                shown = True
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+            if args.max_frames and frames >= args.max_frames:
+                break
+            ok, bgr = cap.read()
+    except KeyboardInterrupt:
+        if writer is not None:
+            writer.close(partial=True)
+            writer = None
+        raise
+    except (OSError, ValueError, RuntimeError, ImportError) as exc:
+        if writer is not None:
+            writer.abort()
+            writer = None
+        _say(exc)
+        return 1
+    finally:
+        cap.release()
+        if background is not None:
+            background.close()
+        if writer is not None:
+            writer.close()
+        if cam is not None:
+            cam.close()
+        if shown:
+            cv2.destroyAllWindows()
+    seconds = time.perf_counter() - start
+    _say(f"{frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-6):.1f} fps)")
+    return 0

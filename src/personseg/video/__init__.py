@@ -1,0 +1,29 @@
+"""Video: remove or replace the background of every frame, steadily, keeping the sound.
+
+    from personseg.video import process_video, VideoOptions
+    process_video("talk.mp4", "talk_cutout.webm")                       # VP9 with alpha
+    process_video("talk.mp4", "talk_beach.mp4", options=VideoOptions(background_image="beach.jpg"))
+
+Needs PyAV (``pip install 'personseg[video]'``), imported only when a video is opened.
+"""
+
+from __future__ import annotations
+
+from personseg.video.pipeline import DEFAULT_BACKGROUND, VideoOptions, VideoResult, process_video
+from personseg.video.reader import VideoError, VideoInfo, VideoReader
+from personseg.video.stabilize import Stabilizer
+from personseg.video.writer import OUTPUT_KINDS, VideoWriter, kind_from_path
+
+__all__ = [
+    "DEFAULT_BACKGROUND",
+    "OUTPUT_KINDS",
+    "Stabilizer",
+    "VideoError",
+    "VideoInfo",
+    "VideoOptions",
+    "VideoReader",
+    "VideoResult",
+    "VideoWriter",
+    "kind_from_path",
+    "process_video",
+]

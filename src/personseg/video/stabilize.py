@@ -1,0 +1,74 @@
+"""Temporal stabilisation of the network's low-resolution probability, so still edges do not shimmer.
+
+A network run frame by frame flickers: sensor noise and compression change its output a little on every
+frame, and a soft edge visibly boils. :class:`Stabilizer` keeps an exponential moving average of the
+probability, but per pixel and gated twice:
+
+* by motion: where the frame itself changed (absolute difference of the downscaled frames, which averages
+  the sensor noise away) the new prediction is taken as is, so a moving arm is never dragged behind;
+* by confidence: where the new prediction is more certain (``|2p - 1|``) than the running estimate, it is
+  trusted more, so a person stepping into view is picked up at once.
+
+``strength`` in [0, 1) is the weight the past gets in still, equally confident regions (0: off). It runs
+at the network's resolution (~256 px): a few milliseconds per frame, mostly the frame's downscale.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+DEFAULT_STRENGTH = 0.7
+
+
+class Stabilizer:
+    """Stateful smoother: call :meth:`update` on each frame's low-res probability in order."""
+
+    def __init__(
+        self,
+        strength: float = DEFAULT_STRENGTH,
+        motion_low: float = 0.02,
+        motion_high: float = 0.08,
+        scene_cut: float = 0.6,
+    ) -> None:
+        if not 0.0 <= strength < 1.0:
+            raise ValueError(f"smoothing strength must be in [0, 1) (0: off), got {strength}")
+        if not 0.0 <= motion_low < motion_high:
+            raise ValueError(f"need 0 <= motion_low < motion_high, got {motion_low}, {motion_high}")
+        self.strength = float(strength)
+        self.motion_low = float(motion_low)
+        self.motion_high = float(motion_high)
+        self.scene_cut = float(scene_cut)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the past (a new clip, or a scene cut)."""
+        self._prob: np.ndarray | None = None
+        self._guide: np.ndarray | None = None
+
+    def motion(self, guide: np.ndarray) -> np.ndarray:
+        """Per-pixel motion gate in [0, 1] between the stored guide and ``guide`` (both float, same size)."""
+        diff = np.abs(guide - self._guide).max(axis=2)
+        # A 3x3 blur spreads the gate one pixel so the edge's own neighbourhood follows too.
+        diff = cv2.blur(diff, (3, 3))
+        return np.clip((diff - self.motion_low) / (self.motion_high - self.motion_low), 0.0, 1.0)
+
+    def update(self, prob: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        """The stabilised probability (same shape as ``prob``) given this frame (any size RGB uint8)."""
+        prob = prob.astype(np.float32, copy=False)
+        h, w = prob.shape
+        guide = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) * (1.0 / 255.0)
+        if self.strength == 0.0 or self._prob is None or self._prob.shape != prob.shape:
+            self._prob, self._guide = prob.copy(), guide
+            return prob
+        moving = self.motion(guide)
+        if float(moving.mean()) > self.scene_cut:
+            self._prob, self._guide = prob.copy(), guide
+            return prob
+        conf_new = np.abs(2.0 * prob - 1.0)
+        conf_old = np.abs(2.0 * self._prob - 1.0)
+        keep = self.strength * (1.0 - moving) * np.clip(1.0 + conf_old - conf_new, 0.0, 1.0)
+        out = keep * self._prob + (1.0 - keep) * prob
+        self._prob = out
+        self._guide = guide
+        return out
