@@ -23,6 +23,7 @@ demo: $(VENV)/.base
 
 # Everything, slow tests included (CI runs exactly this).
 test: $(VENV)/.dev
+	@if [ -f scripts/ensure_chromium.sh ]; then sh scripts/ensure_chromium.sh; fi
 	$(PY) -m pytest -m "slow or not slow" -q
 
 test-fast: $(VENV)/.dev

@@ -22,6 +22,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("personseg.cli.export", "export a checkpoint to ONNX"),
     "data": ("personseg.cli.data", "download and convert public person datasets"),
     "models": ("personseg.cli.models", "list the registered models"),
+    "video": ("personseg.cli.video", "remove or replace the background of a video"),
+    "live": ("personseg.cli.live", "replace the background of a webcam or stream, live"),
+    "serve": ("personseg.cli.serve", "run the HTTP API (and the web UI at /ui)"),
+    "ui": ("personseg.cli.ui", "run the web UI alone"),
 }
 
 
