@@ -19,7 +19,7 @@ import numpy as np
 
 from personseg.inference.io import DEFAULT_MAX_PIXELS, encode_image, read_image
 from personseg.inference.remove import RemoveOptions, segment
-from personseg.serve.app import ModelPool
+from personseg.serve.pool import ModelPool
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,77 @@
+"""The query options of ``/v1/remove`` and ``/v1/mask`` (pydantic models), and ``parse_color`` for ``bgcolor``.
+
+The names follow ``personseg remove``'s flags; an unknown option is refused (400), not silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from PIL import ImageColor
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from personseg.inference.remove import RemoveOptions
+
+
+class MaskQuery(BaseModel):
+    """Options of ``/v1/mask``; the names follow ``personseg remove``'s flags."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is a 400, not silently ignored
+
+    model: str | None = Field(None, description="a shipped model name (GET /v1/models); default: the server's")
+    soft: bool = Field(True, description="soft alpha; false gives a hard 0/1 mask at `threshold` (CLI --hard)")
+    threshold: float | None = Field(None, gt=0, lt=1, description="person/background cut (default: the model's)")
+    edge_cutoff: float = Field(0.1, ge=0, lt=0.5, description="soft alpha below C -> 0, above 1-C -> 1")
+    keep_largest: int = Field(0, ge=0, le=100, description="keep only the K largest people; 0 keeps all")
+    fill_holes: float = Field(0.0, ge=0, le=1, description="fill holes smaller than this fraction of the image")
+    feather: float = Field(0.0, ge=0, le=100, description="blur the mask edge by this many pixels")
+    crop: bool = Field(False, description="crop to the people's bounding box")
+    crop_margin: float = Field(0.05, ge=0, le=1, description="margin around the crop, fraction of the box")
+
+    def remove_options(self, foreground: str = "blur") -> RemoveOptions:
+        return RemoveOptions(
+            soft=self.soft,
+            threshold=self.threshold,
+            edge_cutoff=self.edge_cutoff,
+            keep_largest=self.keep_largest,
+            fill_holes=self.fill_holes,
+            feather=self.feather,
+            crop=self.crop,
+            crop_margin=self.crop_margin,
+            foreground=foreground,
+        )
+
+
+class RemoveQuery(MaskQuery):
+    """Options of ``/v1/remove``."""
+
+    mask_only: bool = Field(False, description="return the mask (grey) instead of the cut-out")
+    bgcolor: str | None = Field(
+        None, description="put the person on this colour: R,G,B[,A], #RRGGBB[AA] or a name like white"
+    )
+    bg_blur: float | None = Field(None, gt=0, le=200, description="keep the background, blurred by SIGMA pixels")
+    foreground: Literal["blur", "none"] = Field("blur", description="foreground colour estimation for edges")
+    format: Literal["png", "webp", "jpg"] = Field("png", description="jpg has no alpha: default background white")
+
+    @field_validator("bgcolor")
+    @classmethod
+    def _check_color(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_color(value)
+        return value
+
+    @property
+    def color(self) -> tuple[int, ...] | None:
+        return parse_color(self.bgcolor) if self.bgcolor is not None else None
+
+
+def parse_color(text: str) -> tuple[int, ...]:
+    """``R,G,B[,A]``, ``#RRGGBB[AA]`` or a CSS colour name -> a 3- or 4-tuple of 0..255."""
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    try:
+        color = tuple(int(p) for p in parts) if len(parts) in (3, 4) else ImageColor.getrgb(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a colour: use R,G,B or R,G,B,A (0-255), #RRGGBB[AA] or a name") from None
+    if not all(0 <= c <= 255 for c in color):
+        raise ValueError(f"{text!r}: colour values must be in 0..255")
+    return color

@@ -1,0 +1,96 @@
+"""The models a server offers (loaded once each, on first use) and the bounded pool that runs inference.
+
+Inference runs in worker threads, off the event loop, behind a bounded queue: a full queue answers 503 at once
+instead of piling up memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException
+
+from personseg.inference import registry
+from personseg.inference.api import Segmenter, list_models, load_model
+
+
+class ModelError(ValueError):
+    """A model name the server does not offer, or a model that failed to load."""
+
+
+class ModelPool:
+    """The default model plus shipped models loaded on first request, each once per process."""
+
+    def __init__(self, model: Segmenter | str | os.PathLike | None, providers: Any, threads: int | None) -> None:
+        self._providers, self._threads = providers, threads
+        default = model if isinstance(model, Segmenter) else load_model(model, providers=providers, threads=threads)
+        self.default_name = Path(default.source).stem if (model is None or isinstance(model, Segmenter)) else None
+        if self.default_name is None:
+            text = os.fspath(model)
+            self.default_name = text if text in registry.SHIPPED_MODELS else Path(text).stem
+        self._models: dict[str, Segmenter] = {self.default_name: default}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys([self.default_name, *list_models()]))
+
+    def loaded(self, name: str) -> bool:
+        return name in self._models
+
+    def get(self, name: str | None) -> Segmenter:
+        """The model called ``name`` (only the default or a shipped name: clients never name files)."""
+        name = name or self.default_name
+        if name not in self.names():
+            raise ModelError(f"unknown model {name!r}; available: {', '.join(self.names())}")
+        with self._lock:
+            if name not in self._models:
+                try:
+                    self._models[name] = load_model(name, providers=self._providers, threads=self._threads)
+                except (OSError, ValueError, KeyError) as exc:
+                    raise ModelError(f"model {name!r} cannot be loaded: {exc}") from None
+            return self._models[name]
+
+
+class InferencePool:
+    """``workers`` threads and room for ``queue_size`` more waiting requests; beyond that, 503 at once.
+
+    The slot counter is touched only on the event loop. A slot is freed when its job *finishes* (not when
+    the client goes away), so the count always matches the work the threads really have.
+    """
+
+    def __init__(self, workers: int, queue_size: int) -> None:
+        if workers < 1 or queue_size < 0:
+            raise ValueError(f"workers must be >= 1 and queue_size >= 0, got {workers} and {queue_size}")
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="personseg-infer")
+        self.capacity = workers + queue_size
+        self.in_flight = 0
+
+    def reserve(self) -> None:
+        if self.in_flight >= self.capacity:
+            raise HTTPException(
+                503, f"server busy: {self.in_flight} requests in progress; retry shortly", headers={"Retry-After": "1"}
+            )
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+    async def run(self, fn: Callable, *args: Any) -> Any:
+        """Run ``fn`` in a worker thread for a reserved slot, which it frees when done."""
+        loop = asyncio.get_running_loop()
+        future = self.executor.submit(fn, *args)
+
+        def done(_: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(self.release)
+            except RuntimeError:  # the loop is closed: the server is shutting down
+                pass
+
+        future.add_done_callback(done)
+        return await asyncio.wrap_future(future)
