@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import DEFAULT_MEDIAPIPE, MediaPipeSelfie  # noqa: E402
 
 from personseg.data.folder import PairedFolder  # noqa: E402
+from personseg.data.repair import repair_backdrop_mask  # noqa: E402
 from personseg.data.split import split_stems  # noqa: E402
 from personseg.evaluation import EvalResult, evaluate_folder, pooled  # noqa: E402
 from personseg.inference.api import load_model  # noqa: E402
@@ -43,16 +44,29 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def load_folders(roots: list[str], val_fraction: float | None) -> dict[str, PairedFolder]:
+def load_folders(roots: list[str], val_fraction: float | None, mend: list[str]) -> dict[str, PairedFolder]:
+    """Folders by name; those in ``mend`` have their truth masks mended (data.repair) and a '+mended' name."""
+    mended = {Path(p).resolve() for p in mend}
     folders = {}
     for spec in roots:
         root = Path(spec)
         folder = PairedFolder(root, skip_invalid=True)
-        if val_fraction is not None:
-            _, val = split_stems(root.name, folder.stems, val_fraction)
-            folder = PairedFolder(root, stems=val, skip_invalid=True, check=False)
-        folders[root.name] = folder
+        stems = split_stems(root.name, folder.stems, val_fraction)[1] if val_fraction is not None else folder.stems
+        fix = repair_backdrop_mask if root.resolve() in mended else None
+        folder = PairedFolder(root, stems=stems, skip_invalid=True, check=False, mask_fix=fix)
+        folders[root.name + ("+mended" if fix else "")] = folder
     return folders
+
+
+class FlipAveraged:
+    """A model whose prediction is the mean of the photo's and its mirror image's (test-time augmentation)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        mirrored = self.model.predict(np.ascontiguousarray(rgb[:, ::-1]))[:, ::-1]
+        return (self.model.predict(rgb) + mirrored) / 2
 
 
 def overlay(rgb: np.ndarray, prob: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -138,6 +152,16 @@ def main() -> int:
         default=None,
         help="score only the fixed validation split used in training (e.g. 0.1)",
     )
+    parser.add_argument(
+        "--mend-labels",
+        nargs="*",
+        default=[],
+        metavar="ROOT",
+        help="--data folders on a plain backdrop whose truth masks miss necks: score against mended masks",
+    )
+    parser.add_argument(
+        "--flip", action="store_true", help="also score each model with test-time flip averaging ('<name>+flip')"
+    )
     parser.add_argument("--limit", type=int, default=None, help="at most N images per folder")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--worst", type=int, default=0, help="save a sheet of each model's N worst images")
@@ -147,11 +171,13 @@ def main() -> int:
     args = parser.parse_args()
 
     cv2.setNumThreads(args.threads)
-    folders = load_folders(args.data, args.val_fraction)
+    folders = load_folders(args.data, args.val_fraction, args.mend_labels)
     models = {}
     for spec in args.models:
         model = load_model(spec, providers="cpu", threads=args.threads)
         models[Path(spec).stem if os.sep in spec else spec] = model
+    if args.flip:
+        models.update({f"{name}+flip": FlipAveraged(model) for name, model in list(models.items())})
     if args.mediapipe:
         peer = MediaPipeSelfie(args.mediapipe, threads=args.threads)
         models["mediapipe-selfie"] = peer
