@@ -112,9 +112,10 @@ def test_matting_recovers_a_soft_edge() -> None:
     assert fg.shape == img.shape and fg.dtype == np.uint8
 
 
-def test_blur_fusion_removes_the_old_background_from_soft_pixels() -> None:
-    h, w = 120, 120
-    alpha = np.clip(cv2.GaussianBlur(_disc_alpha(h, w, 60, 60, 35), (0, 0), 3), 0, 1)
+@pytest.mark.parametrize("size", [120, 1800])  # 1800: above work_side, estimates sampled from a smaller copy
+def test_blur_fusion_removes_the_old_background_from_soft_pixels(size) -> None:
+    h, w, f = size, size, size / 120
+    alpha = np.clip(cv2.GaussianBlur(_disc_alpha(h, w, 60 * f, 60 * f, 35 * f), (0, 0), 3), 0, 1)
     fg_color, bg_color = np.array([200, 40, 40], np.float32), np.array([20, 200, 20], np.float32)
     image = (alpha[..., None] * fg_color + (1 - alpha[..., None]) * bg_color + 0.5).astype(np.uint8)
     fg = refine.estimate_foreground(image, alpha, "blur")
@@ -137,6 +138,7 @@ def test_cutout_mask_and_over() -> None:
     cut = compose.cutout(rgb, alpha)
     assert cut.shape == (4, 5, 4) and cut[0, 0, 3] == 0 and cut[-1, -1, 3] == 255
     np.testing.assert_array_equal(compose.alpha_to_uint8(alpha), cut[..., 3])
+    assert tuple(cut[0, 0, :3]) == (0, 0, 0) and tuple(cut[0, 1, :3]) == (100, 100, 100)  # hidden colour dropped
     on_white = compose.over(rgb, alpha, compose.color_background(4, 5, (255, 255, 255)))
     assert on_white.shape == (4, 5, 3) and on_white[0, 0, 0] == 255 and on_white[-1, -1, 0] == 100
     half = compose.over(rgb, alpha, compose.color_background(4, 5, (0, 0, 255, 128)))

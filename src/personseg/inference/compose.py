@@ -18,8 +18,15 @@ def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
 
 
 def cutout(foreground: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """H x W x 4 RGBA: the (foreground-estimated) colours with ``alpha`` as transparency."""
-    return np.dstack([foreground, alpha_to_uint8(alpha)])
+    """H x W x 4 RGBA: the (foreground-estimated) colours with ``alpha`` as transparency.
+
+    Fully transparent pixels are black: the old background is not hidden in the file (anyone can drop the
+    alpha channel), and the PNG is about a third smaller and quicker to encode.
+    """
+    a = alpha_to_uint8(alpha)
+    out = np.dstack([foreground, a])
+    out[a == 0, :3] = 0
+    return out
 
 
 def over(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
