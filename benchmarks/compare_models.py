@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import cpu_name  # noqa: E402
 from peers import DEFAULT_MEDIAPIPE, MediaPipeSelfie  # noqa: E402
 
 from personseg.data.folder import PairedFolder  # noqa: E402
@@ -32,16 +32,6 @@ from personseg.data.repair import repair_backdrop_mask  # noqa: E402
 from personseg.data.split import split_stems  # noqa: E402
 from personseg.evaluation import EvalResult, evaluate_folder, pooled  # noqa: E402
 from personseg.inference.api import load_model  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_folders(roots: list[str], val_fraction: float | None, mend: list[str]) -> dict[str, PairedFolder]:

@@ -31,6 +31,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
+
 ASSETS = Path(__file__).resolve().parent.parent / "src" / "personseg" / "assets"
 
 
@@ -157,17 +160,9 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def describe_machine() -> str:
     system = f"{platform.system()} {platform.release()}"
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {system}, Python {platform.python_version()}"
+    return f"{machine()}, {system}, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     wrong = [r for r in results if not ok(r)]
     growth = rss_end - rss_warm
     rows = [
-        ("machine", machine()),
+        ("machine", describe_machine()),
         (
             "server",
             f"personseg serve, {args.model}, {args.workers} workers x {args.threads} thread(s), "

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from personseg.losses import get_loss
-from personseg.models import create_model
-from personseg.training import builders
-from personseg.training.config import TrainConfig
-from personseg.training.distributed import DistInfo
-from personseg.training.trainer import Normalizer, autocast_for
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
+
+from personseg.losses import get_loss  # noqa: E402
+from personseg.models import create_model  # noqa: E402
+from personseg.training import builders  # noqa: E402
+from personseg.training.config import TrainConfig  # noqa: E402
+from personseg.training.distributed import DistInfo  # noqa: E402
+from personseg.training.trainer import Normalizer, autocast_for  # noqa: E402
 
 
 def step_timer(model, batches, cfg: TrainConfig, steps: int, warmup: int = 2) -> float:
@@ -72,7 +76,7 @@ def main() -> None:
     loader, _ = builders.build_loaders(cfg, train_set, val_sets, DistInfo(), pin=False)
     fixed = next(iter(loader))
     print(
-        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
+        f"# {machine()}, torch {torch.__version__}, {args.threads} threads, "
         f"{args.workers} loader worker(s), {args.input_size}x{args.input_size}, batch {args.batch_size}, "
         f"{args.precision}{' channels-last' if args.channels_last else ''}"
     )

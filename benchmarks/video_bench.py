@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,20 +29,11 @@ from personseg.inference.io import read_image
 from personseg.inference.remove import RemoveOptions
 from personseg.video import Stabilizer, VideoOptions, process_video
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
+
 ASSETS = Path(personseg.__file__).parent / "assets"
 SIZES = ("640x360", "1280x720", "1920x1080")
-
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} logical CPUs"
 
 
 def photo(name: str, h: int, w: int) -> np.ndarray:

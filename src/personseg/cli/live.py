@@ -14,7 +14,7 @@ import sys
 import time
 
 from personseg.cli import options
-from personseg.cli.video import add_bg_video_option, add_smoothing_options
+from personseg.cli.video import add_frame_options
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
     parser.add_argument("--output", default=None, metavar="PATH", help="also save the result as a video (.mp4)")
     parser.add_argument("--width", type=int, default=None, help="ask the camera for this width")
     parser.add_argument("--height", type=int, default=None, help="ask the camera for this height")
-    add_smoothing_options(parser)
-    options.add_model_option(parser)
-    options.add_provider_option(parser)
-    options.add_threads_option(parser)
-    options.add_postprocess_options(parser)
-    options.add_background_options(parser)
-    add_bg_video_option(parser)
+    add_frame_options(parser)
     parser.set_defaults(func=run)
 
 

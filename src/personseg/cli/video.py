@@ -76,6 +76,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
     parser.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0: all)")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite OUT if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_frame_options(parser)
+    parser.set_defaults(func=run)
+
+
+def add_frame_options(parser: argparse.ArgumentParser) -> None:
+    """What happens to each frame (model, smoothing, post-processing, background): shared by video and live."""
     add_smoothing_options(parser)
     options.add_model_option(parser)
     options.add_provider_option(parser)
@@ -83,7 +89,6 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
     options.add_postprocess_options(parser)
     options.add_background_options(parser)
     add_bg_video_option(parser)
-    parser.set_defaults(func=run)
 
 
 def video_options_from_args(args: argparse.Namespace):
