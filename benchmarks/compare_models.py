@@ -33,19 +33,28 @@ from personseg.data.split import split_stems  # noqa: E402
 from personseg.evaluation import EvalResult, evaluate_folder, pooled  # noqa: E402
 from personseg.inference.api import load_model  # noqa: E402
 
+MENDED = "+mended"
+
 
 def load_folders(roots: list[str], val_fraction: float | None, mend: list[str]) -> dict[str, PairedFolder]:
-    """Folders by name; those in ``mend`` have their truth masks mended (data.repair) and a '+mended' name."""
+    """Folders by name; those in ``mend`` are scored twice: as labelled, and as '<name>+mended' against masks
+    mended by data.repair."""
     mended = {Path(p).resolve() for p in mend}
     folders = {}
     for spec in roots:
         root = Path(spec)
         folder = PairedFolder(root, skip_invalid=True)
         stems = split_stems(root.name, folder.stems, val_fraction)[1] if val_fraction is not None else folder.stems
-        fix = repair_backdrop_mask if root.resolve() in mended else None
-        folder = PairedFolder(root, stems=stems, skip_invalid=True, check=False, mask_fix=fix)
-        folders[root.name + ("+mended" if fix else "")] = folder
+        folders[root.name] = PairedFolder(root, stems=stems, skip_invalid=True, check=False)
+        if root.resolve() in mended:
+            fixed = PairedFolder(root, stems=stems, skip_invalid=True, check=False, mask_fix=repair_backdrop_mask)
+            folders[root.name + MENDED] = fixed
     return folders
+
+
+def pooled_view(results: dict[str, EvalResult]) -> dict[str, float]:
+    """Mean over all images, each image once: a mended folder stands in for its original."""
+    return pooled({k: r for k, r in results.items() if k + MENDED not in results})
 
 
 class FlipAveraged:
@@ -147,7 +156,7 @@ def main() -> int:
         nargs="*",
         default=[],
         metavar="ROOT",
-        help="--data folders on a plain backdrop whose truth masks miss necks: score against mended masks",
+        help="--data folders on a plain backdrop whose masks miss necks: also score against mended masks",
     )
     parser.add_argument(
         "--flip", action="store_true", help="also score each model with test-time flip averaging ('<name>+flip')"
@@ -187,7 +196,7 @@ def main() -> int:
         }
         report[name] = {fname: r.summary() for fname, r in results.items()}
         if len(results) > 1:
-            report[name]["all"] = pooled(results)
+            report[name]["all"] = pooled_view(results)
         if args.worst:
             print(
                 f"worst {args.worst} of {name}: {save_worst(name, model, results, folders, args.worst, args.worst_dir)}"
@@ -195,7 +204,9 @@ def main() -> int:
 
     header = (
         f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {args.threads} inference threads; "
-        f"data: {', '.join(args.data)}" + (f" (validation split {args.val_fraction})" if args.val_fraction else "")
+        f"data: {', '.join(args.data)}"
+        + (f" (validation split {args.val_fraction})" if args.val_fraction else "")
+        + ("; 'all' counts each image once, against the mended masks where given" if args.mend_labels else "")
     )
     text = markdown(report, header)
     print(text)

@@ -219,14 +219,14 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, method: str = "blu
     return _blur_fusion(image, alpha)
 
 
-def _blur_fusion(image: np.ndarray, alpha: np.ndarray, r1: int = 90, r2: int = 6, work_side: int = 1280) -> np.ndarray:
+def _blur_fusion(image: np.ndarray, alpha: np.ndarray, r1: int = 90, r2: int = 6, work_side: int = 640) -> np.ndarray:
     """Two passes of ``F = blur(F a) / blur(a) + a (I - a blur_F - (1 - a) blur_B)`` (box filters r1, r2).
 
     Only semi-transparent pixels change (the formula gives ``F = I`` where ``a = 1``, and ``F`` is unused where
     ``a = 0``). The blurred estimates ``blur_F`` and ``blur_B`` are smooth, so both passes run on a copy at
     most ``work_side`` pixels long (the first pass's 90 px blurs at a further 1/7); only the last step, which
     brings back the photo's own detail through ``I``, runs at full resolution and only at the soft pixels.
-    A 12 MP photo thus costs about what a 1 MP one does, instead of a dozen full-size float images.
+    A 12 MP photo thus needs no full-size float images; on test edges 640 px gives lower error than full size.
     """
     soft = (alpha > 1e-3) & (alpha < 1.0 - 1e-3)
     if not soft.any():
@@ -256,17 +256,21 @@ def _blur_fusion(image: np.ndarray, alpha: np.ndarray, r1: int = 90, r2: int = 6
     blur_a = cv2.blur(a3, (r2, r2))[..., None]
     blur_fg = cv2.blur(fg * a3, (r2, r2)) / (blur_a + 1e-5)
     blur_bg = cv2.blur(bg * (1.0 - a3), (r2, r2)) / (1.0 - blur_a + 1e-5)
-    # Last step at full resolution, at the soft pixels only.
-    ys, xs = np.nonzero(soft)
+    # Last step at full resolution, at the soft pixels only (flat indices: cheaper than 2-D fancy indexing).
+    idx = np.flatnonzero(soft)
     if scale < 1.0:  # bilinear samples of the estimates at the soft pixels' positions
+        ys, xs = np.divmod(idx, w)
         map_x, map_y = (xs + 0.5) * (ww / w) - 0.5, (ys + 0.5) * (hw / h) - 0.5
         sample_fg, sample_bg = _sample(blur_fg, map_x, map_y), _sample(blur_bg, map_x, map_y)
     else:
-        sample_fg, sample_bg = blur_fg[ys, xs], blur_bg[ys, xs]
-    a = alpha[ys, xs].astype(np.float32)[:, None]
-    fused = _fuse(image[ys, xs].astype(np.float32) / 255.0, a, sample_fg, sample_bg)
+        sample_fg, sample_bg = blur_fg.reshape(-1, 3)[idx], blur_bg.reshape(-1, 3)[idx]
+    a = alpha.reshape(-1)[idx].astype(np.float32)[:, None]
+    flat = image.reshape(-1, 3)
+    fused = _fuse(flat[idx].astype(np.float32) * (1.0 / 255.0), a, sample_fg, sample_bg)
+    fused *= 255.0
+    fused += 0.5
     out = image.copy()
-    out[ys, xs] = (fused * 255.0 + 0.5).astype(np.uint8)
+    out.reshape(-1, 3)[idx] = fused.astype(np.uint8)
     return out
 
 

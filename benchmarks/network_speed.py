@@ -1,0 +1,66 @@
+"""Bare network time per image: the ONNX session (or MediaPipe's interpreter) on one preprocessed input.
+
+This is the figure the model budgets are set in (personseg-default under 15 ms at 256x256 on 2 threads,
+personseg-fast at most 2x MediaPipe selfie's time); photo_bench.py gives the end-to-end figures.
+
+    python benchmarks/network_speed.py --models personseg-default personseg-fast --threads 2 --repeats 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import machine  # noqa: E402
+from peers import DEFAULT_MEDIAPIPE, MediaPipeSelfie  # noqa: E402
+
+from personseg.inference.api import load_model  # noqa: E402
+
+
+def timed(call, repeats: int, warmup: int = 10) -> list[float]:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=["personseg-default", "personseg-fast"])
+    parser.add_argument("--mediapipe", default=str(DEFAULT_MEDIAPIPE), help="'' to leave the peer out")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args()
+
+    rows = []
+    for name in args.models:
+        model = load_model(name, providers="cpu", threads=args.threads)
+        h, w = model.meta["input_size"]
+        batch = np.random.default_rng(0).standard_normal((1, 3, h, w)).astype(np.float32)
+        rows.append((Path(name).name, f"{w}x{h}", timed(lambda m=model, b=batch: m._forward(b), args.repeats)))
+    if args.mediapipe:
+        peer = MediaPipeSelfie(args.mediapipe, threads=args.threads)
+        x = np.random.default_rng(0).random((1, int(peer.height), int(peer.width), 3), dtype=np.float32)
+        peer.interpreter.set_tensor(peer.input["index"], x)
+        rows.append(("mediapipe-selfie", f"{peer.width}x{peer.height}", timed(peer.interpreter.invoke, args.repeats)))
+
+    print(f"{machine()}, {args.threads} threads, batch 1, median and p90 of {args.repeats} runs\n")
+    print("| model | input | median ms | p90 ms |\n| --- | --- | ---: | ---: |")
+    for name, size, times in rows:
+        print(f"| {name} | {size} | {statistics.median(times):.2f} | {np.percentile(times, 90):.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
