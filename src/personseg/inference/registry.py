@@ -33,14 +33,14 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "personseg-default": ShippedModel(
         filename="personseg-default.onnx",
-        sha256="da08a6a6ace0cf515825ea7d1e2edc7596db36a6405c6af858e957215abb7f2d",
+        sha256="2292b0fb75ddd5bdda2bf6ffce5e32a83fe360c17b830d6d7af34d9870ec19a8",
         description="best quality: the default for photos",
         input_size=(256, 256),
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",
-        sha256="2d8907141a07c8069d69a9fba3f949bea49e0ebcc6e76d28fdcc1f13430fa070",
-        description="the same network at 160x160 input: faster, for video and slow CPUs",
+        sha256="f0b1c0983786ffd66a70563d3ac3c433a1d6afaab84d4c3f9066567336b30e04",
+        description="the same network fine-tuned at 160x160 input: faster, for video and slow CPUs",
         input_size=(160, 160),
     ),
 }
