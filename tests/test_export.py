@@ -83,3 +83,53 @@ def test_cli_export(tiny_model, tmp_path, capsys) -> None:
     assert main(["export", "--checkpoint", str(tmp_path / "missing.pt"), "--output", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.pt" in err[0]
+
+
+# --------------------------------------------------------------------------- int8
+
+
+def _photos(root, n: int = 12):
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    for i in range(n):
+        img, _ = fx.disc_image(64, 64, (20 + 2 * i, 30), 12 + i % 4, seed=i)
+        Image.fromarray(img).save(root / "images" / f"p{i}.png")
+    return root
+
+
+def test_int8_export_is_quantized_keeps_metadata_and_agrees(tiny_model, tmp_path, capsys) -> None:
+    from personseg.inference.api import load_model
+
+    photos = _photos(tmp_path / "calib")
+    out = tmp_path / "int8.onnx"
+    argv = ["export", "--checkpoint", str(tiny_model.checkpoint), "--output", str(out), "--int8"]
+    assert main([*argv, "--calibration", str(photos), "--calibration-images", "8"]) == 0
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    quantized, float_model = load_model(out, providers="cpu"), load_model(tiny_model.onnx, providers="cpu")
+    assert quantized.meta["quantized"] == "int8" and quantized.meta["calibration_images"] == 8
+    assert quantized.meta["input_size"] == float_model.meta["input_size"]
+    img, mask = fx.disc_image(64, 64, (30, 34), 14, seed=123)
+    got, want = quantized.predict(img), float_model.predict(img)
+    assert np.abs(got - want).mean() < 0.03
+    assert fx.iou(got >= 0.5, mask) > 0.85
+    assert list(tmp_path.glob(".export.*")) == []  # the float intermediate is gone
+    # --int8 without photos to calibrate on is refused before any work.
+    assert main([*argv]) == 2
+    assert "--calibration" in capsys.readouterr().err
+
+
+def test_calibration_images_spread_over_folders_and_skip_validation(tmp_path) -> None:
+    from personseg.data.split import split_stems
+    from personseg.quantize import calibration_images
+
+    a, b = _photos(tmp_path / "a", 20), _photos(tmp_path / "b", 6)
+    files = calibration_images([a, b], limit=10)
+    assert len(files) == 10 and sum(f.parent.parent == b for f in files) == 5
+    held_out = split_stems("a", [f"p{i}" for i in range(20)], 0.5)[1]
+    files = calibration_images([a], limit=20, val_fraction=0.5)
+    assert files and not {f.stem for f in files} & set(held_out)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        calibration_images([tmp_path / "empty"])

@@ -33,14 +33,14 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "personseg-default": ShippedModel(
         filename="personseg-default.onnx",
-        sha256="2292b0fb75ddd5bdda2bf6ffce5e32a83fe360c17b830d6d7af34d9870ec19a8",
-        description="best quality: the default for photos",
+        sha256="314c63a0c0fcbb1d5e1f79db17ea7c66eb8f8ac1d2996f221bf3cc52c5a219c4",
+        description="best quality, int8: the default for photos",
         input_size=(256, 256),
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",
-        sha256="f0b1c0983786ffd66a70563d3ac3c433a1d6afaab84d4c3f9066567336b30e04",
-        description="the same network fine-tuned at 160x160 input: faster, for video and slow CPUs",
+        sha256="d14bc45c1b4707bbe516fa8450bf49b71fe381411ed3ea8366f839fdab6f1bda",
+        description="the same network fine-tuned at 160x160, int8: faster, for video and slow CPUs",
         input_size=(160, 160),
     ),
 }

