@@ -54,6 +54,18 @@ def step_timer(model, batches, cfg: TrainConfig, steps: int, warmup: int = 2) ->
     return n / (time.perf_counter() - t0)
 
 
+def loader_rate(loader, steps: int, warmup: int = 2) -> float:
+    """Images/s the data pipeline alone delivers (no model): its ceiling on this machine."""
+    n = 0
+    for i, (images, _) in enumerate(loader):
+        if i == warmup:
+            t0, n = time.perf_counter(), 0
+        n += len(images)
+        if i == warmup + steps - 1:
+            break
+    return n / (time.perf_counter() - t0)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True, help="training config whose data pipeline to use")
@@ -80,6 +92,7 @@ def main() -> None:
         f"{args.workers} loader worker(s), {args.input_size}x{args.input_size}, batch {args.batch_size}, "
         f"{args.precision}{' channels-last' if args.channels_last else ''}"
     )
+    print(f"data pipeline alone (no model): {loader_rate(loader, args.steps):.1f} img/s\n")
     print("| model | params | in-memory img/s | real loading img/s | loading / in-memory |")
     print("|---|---|---|---|---|")
     for spec in args.models:

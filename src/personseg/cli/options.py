@@ -113,8 +113,8 @@ def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
         "--foreground",
         choices=("blur", "ml", "none"),
         default="blur",
-        help="foreground colour estimation so cut-outs carry no old-background halo: blur (fast, default), "
-        "ml (pymatting, slower) or none",
+        help="foreground colour estimation so cut-outs carry no old-background halo: blur (fast), "
+        "ml (pymatting, slower) or none (default: %(default)s)",
     )
 
 
