@@ -15,5 +15,8 @@ $PY benchmarks/photo_bench.py --threads 2 --repeats 10 --folder-images 1000 \
     --markdown results/photo_bench.md --json results/photo_bench.json
 $PY benchmarks/video_bench.py --frames 60 --threads 2 | tee results/video_bench.md
 $PY benchmarks/soak.py --requests 1000 --clients 8 | tee results/soak.md
-$PY benchmarks/train_throughput.py --config configs/personseg-default.yaml --batch-size 8 --input-size 256 \
-    --threads 2 --workers 1 --steps 10 | tee results/train_throughput.md
+$PY benchmarks/video_bench.py --frames 60 --threads 2 --foreground none --skip-stability | tee results/video_bench_nofg.md
+$PY benchmarks/train_throughput.py --config configs/personseg-default.yaml --models deeplabv3plus:efficientnet_lite0 \
+    --batch-size 8 --input-size 256 --threads 2 --workers 1 --steps 20 --rounds 2 | tee results/train_throughput.md
+$PY benchmarks/train_throughput.py --config configs/personseg-default.yaml --models unet \
+    --batch-size 8 --input-size 256 --threads 2 --workers 1 --steps 4 --rounds 2 | tee -a results/train_throughput.md

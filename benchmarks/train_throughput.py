@@ -75,6 +75,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=2, help="alternating real / in-memory timings, averaged")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--channels-last", action="store_true")
     args = p.parse_args()
@@ -99,8 +100,12 @@ def main() -> None:
         name, _, encoder = spec.partition(":")
         kwargs = {"encoder": encoder} if encoder else {}
         model = create_model(name, **kwargs)
-        memory = step_timer(model, itertools.repeat(fixed), cfg, args.steps)
-        real = step_timer(model, iter(loader), cfg, args.steps)
+        # Alternate the two so neither gains from going first (the first timing of a fresh model runs fast).
+        memory_runs, real_runs = [], []
+        for _ in range(args.rounds):
+            real_runs.append(step_timer(model, iter(loader), cfg, args.steps))
+            memory_runs.append(step_timer(model, itertools.repeat(fixed), cfg, args.steps))
+        memory, real = sum(memory_runs) / args.rounds, sum(real_runs) / args.rounds
         print(
             f"| {spec} | {model.get_num_params() / 1e6:.1f}M | {memory:.2f} | {real:.2f} | {real / memory:.1%} |",
             flush=True,
