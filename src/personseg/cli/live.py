@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
     parser.add_argument("--width", type=int, default=None, help="ask the camera for this width")
     parser.add_argument("--height", type=int, default=None, help="ask the camera for this height")
     add_frame_options(parser)
-    # Live is about frame rate: without colour estimation 1280x720 runs at 26 instead of 18 fps (BENCHMARKS.md).
+    # Live is about frame rate: without colour estimation 1280x720 runs at 26-33 instead of 18 fps (BENCHMARKS.md).
     parser.set_defaults(func=run, foreground="none")
 
 

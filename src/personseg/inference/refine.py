@@ -51,15 +51,20 @@ def guided_filter_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, 
 
 
 def guided_upsample(
-    alpha: np.ndarray, image: np.ndarray, radius: int = 1, eps: float = 1e-4, chunk_rows: int = 512
+    alpha: np.ndarray, image: np.ndarray, radius: int | None = None, eps: float = 1e-4, chunk_rows: int = 512
 ) -> np.ndarray:
     """Upsample the low-resolution ``alpha`` (h x w float) to ``image``'s size (H x W x 3 uint8) along its edges.
 
     The guide is the image area-downscaled to h x w; ``radius`` is in low-resolution pixels. Returns
     H x W float32 in [0, 1]. If the image is not larger than the mask, this is a plain area resize.
+    ``radius`` defaults to 1/64 of the mask's shorter side (4 at 256x256), chosen on the validation split for
+    personseg-default: boundary IoU on ccp 0.666 -> 0.689 and fasseg_heads 0.666 -> 0.700 against radius 1,
+    coco_train unchanged (0.253 -> 0.252); plain bilinear gives 0.645 on ccp.
     """
     big_h, big_w = image.shape[:2]
     h, w = alpha.shape
+    if radius is None:
+        radius = max(1, round(min(h, w) / 64))
     alpha = alpha.astype(np.float32, copy=False)
     if big_h <= h and big_w <= w:
         return np.clip(cv2.resize(alpha, (big_w, big_h), interpolation=cv2.INTER_AREA), 0.0, 1.0)
