@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import DEFAULT_MEDIAPIPE, MediaPipeSelfie  # noqa: E402
 
 from personseg.inference.api import load_model  # noqa: E402
-from personseg.inference.compose import checkerboard  # noqa: E402
+from personseg.inference.compose import checkerboard, over  # noqa: E402
 from personseg.inference.io import read_image  # noqa: E402
 
 VIDEO = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -55,9 +55,7 @@ def gather(inputs: list[Path], frames: int) -> list[tuple[str, np.ndarray]]:
 
 
 def cutout_tile(rgb: np.ndarray, alpha: np.ndarray, height: int) -> np.ndarray:
-    board = checkerboard(*rgb.shape[:2]).astype(np.float32)
-    a = alpha[..., None]
-    tile = (rgb * a + board * (1 - a)).astype(np.uint8)
+    tile = over(rgb, alpha, checkerboard(*rgb.shape[:2]))
     scale = height / rgb.shape[0]
     return cv2.resize(tile, (max(1, round(rgb.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
 

@@ -93,10 +93,8 @@ def run(args: argparse.Namespace) -> int:
     import cv2
 
     from personseg.cli.video import video_options_from_args
-    from personseg.inference import refine
-    from personseg.inference.remove import postprocess
-    from personseg.video import Stabilizer, VideoWriter
-    from personseg.video.pipeline import Background, render_frame
+    from personseg.video import VideoWriter
+    from personseg.video.pipeline import Background, finish_frame, make_stabilizer
 
     if all(getattr(args, f) is None for f in ("bg_color", "bg_image", "bg_blur", "bg_video")):
         args.bg_blur = DEFAULT_BLUR
@@ -123,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
         rate = rate if 1.0 <= rate <= 240.0 else 30.0
         background = Background(video_options, "composite")
         background.prepare(height, width)
-        stabilizer = Stabilizer(video_options.smooth_strength) if video_options.smooth else None
-        threshold = args.threshold if args.threshold is not None else float(model.threshold)
+        stabilizer = make_stabilizer(video_options)
+        threshold = video_options.remove.threshold_for(model)
         if args.output:
             from fractions import Fraction
 
@@ -137,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
             low = model.predict_lowres([rgb])[0]
             if stabilizer is not None:
                 low = stabilizer.update(low, rgb)
-            alpha = postprocess(rgb, refine.guided_upsample(low, rgb), video_options.remove, threshold)
-            out = render_frame(rgb, alpha, "composite", video_options.remove.foreground, background)
+            out = finish_frame(rgb, low, video_options, threshold, "composite", background)
             frames += 1
             now = time.perf_counter()
             fps = 1.0 / max(now - last, 1e-6) if frames == 1 else 0.9 * fps + 0.1 / max(now - last, 1e-6)

@@ -69,6 +69,10 @@ class RemoveOptions:
         if self.matting and not self.soft:
             raise ValueError("matting produces a soft alpha: it cannot be combined with a hard mask (soft=False)")
 
+    def threshold_for(self, model: Segmenter) -> float:
+        """The person / background cut: this option's, else the one in ``model``'s metadata."""
+        return self.threshold if self.threshold is not None else float(model.threshold)
+
 
 def postprocess(image: np.ndarray, alpha: np.ndarray, options: RemoveOptions, threshold: float) -> np.ndarray:
     """Apply ``options`` to the full-resolution ``alpha`` of ``image``, in a fixed order."""
@@ -148,7 +152,7 @@ def segment(
     model = model if isinstance(model, Segmenter) else load_model(model)
     loaded = read_image(image, max_pixels=max_pixels, name=name)
     rgb = loaded.rgb
-    threshold = options.threshold if options.threshold is not None else model.threshold
+    threshold = options.threshold_for(model)
     alpha = postprocess(rgb, model.predict(rgb), options, threshold)
     if options.crop:
         box = compose.person_box(alpha, threshold, options.crop_margin)

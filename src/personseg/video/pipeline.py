@@ -181,13 +181,11 @@ def _run(reader, writer, model, options, kind, background, progress) -> Path | N
     decoded: queue.Queue = queue.Queue(options.queue_size)
     predicted: queue.Queue = queue.Queue(options.queue_size)
     rendered: queue.Queue = queue.Queue(options.queue_size)
-    threshold = options.remove.threshold if options.remove.threshold is not None else float(model.threshold)
-    stabilizer = Stabilizer(options.smooth_strength) if options.smooth and options.smooth_strength > 0 else None
+    threshold = options.remove.threshold_for(model)
+    stabilizer = make_stabilizer(options)
 
     def render(frame, low) -> np.ndarray:
-        alpha = refine.guided_upsample(low, frame.rgb)
-        alpha = postprocess(frame.rgb, alpha, options.remove, threshold)
-        return render_frame(frame.rgb, alpha, kind, options.remove.foreground, background)
+        return finish_frame(frame.rgb, low, options, threshold, kind, background)
 
     threads = [
         threading.Thread(target=_decode_stage, args=(reader, decoded, stop), name="video-decode", daemon=True),
@@ -311,6 +309,20 @@ def _downscale(rgb: np.ndarray, max_side: int) -> np.ndarray:
         return rgb
     scale = max_side / max(h, w)
     return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def make_stabilizer(options: VideoOptions) -> Stabilizer | None:
+    """The stabiliser ``options`` ask for, or ``None`` when smoothing is off."""
+    return Stabilizer(options.smooth_strength) if options.smooth and options.smooth_strength > 0 else None
+
+
+def finish_frame(
+    rgb: np.ndarray, low: np.ndarray, options: VideoOptions, threshold: float, kind: str, background: Background
+) -> np.ndarray:
+    """A frame's (stabilised) low-resolution probability -> the output frame: guided upsampling to the frame's
+    size, the mask post-processing, then :func:`render_frame`. Shared by ``personseg video`` and ``live``."""
+    alpha = postprocess(rgb, refine.guided_upsample(low, rgb), options.remove, threshold)
+    return render_frame(rgb, alpha, kind, options.remove.foreground, background)
 
 
 def render_frame(rgb: np.ndarray, alpha: np.ndarray, kind: str, foreground: str, background: Background) -> np.ndarray:
