@@ -33,8 +33,13 @@ def source_name(root: Path) -> str:
     return root.name or str(root)
 
 
-def build_datasets(cfg: TrainConfig) -> tuple[TrainMixture, dict[str, EvalDataset]]:
-    """The training mixture and one validation dataset per source (so weaknesses show per source)."""
+def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[TrainMixture, dict[str, EvalDataset]]:
+    """The training mixture and one validation dataset per source (so weaknesses show per source).
+
+    ``train_size``: make training samples at this size instead of ``cfg.input_size`` (a distillation teacher's;
+    the trainer shrinks them for the student). Validation stays at ``cfg.input_size``.
+    """
+    train_size = train_size or cfg.input_size
     cache = cfg.cache_max_side or None
     train_sources: list[PairedFolder | Compositor] = []
     weights: list[float] = []
@@ -89,7 +94,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[TrainMixture, dict[str, EvalDatase
         backgrounds = [bg for d in cfg.backgrounds for bg in load_backgrounds(d)]
         if not foregrounds or not backgrounds:
             raise DatasetError("--composite-weight > 0 needs --cutouts or --matte-data, and --backgrounds")
-        train_sources.append(Compositor(foregrounds, backgrounds, cfg.input_size))
+        train_sources.append(Compositor(foregrounds, backgrounds, train_size))
         weights.append(cfg.composite_weight)
         log.info("compositing: %d foregrounds, %d backgrounds", len(foregrounds), len(backgrounds))
     n_pairs = sum(len(s) for s in train_sources if isinstance(s, PairedFolder))
@@ -98,7 +103,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[TrainMixture, dict[str, EvalDatase
         train_sources,
         weights,
         length,
-        pair_transform=train_transform(cfg.input_size, cfg.letterbox_prob, cfg.aug_strength),
+        pair_transform=train_transform(train_size, cfg.letterbox_prob, cfg.aug_strength),
         composite_transform=composite_transform(cfg.aug_strength),
         seed=cfg.seed,
     )

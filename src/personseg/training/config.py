@@ -82,6 +82,8 @@ class TrainConfig:
     output: str = _f("runs/train", "folder for checkpoints, logs and the resolved config")
     resume: bool = _f(False, "continue from OUTPUT/last.pt exactly where it stopped")
     init_from: str | None = _f(None, "start from the weights of this checkpoint (fine-tuning)")
+    teacher: str | None = _f(None, "distil from this checkpoint's soft masks (training batches at its input size)")
+    distill_weight: float = _f(0.5, "share of the teacher's target in the loss when --teacher is set")
     seed: int = _f(42, "random seed")
     workers: int = _f(2, "data loader worker processes")
     threads: int = _f(0, "torch CPU threads (0: torch's default)")

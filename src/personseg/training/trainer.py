@@ -27,6 +27,7 @@ from personseg.models import make_checkpoint, read_checkpoint
 from personseg.models.checkpoint import atomic_save, unwrap
 from personseg.training import builders
 from personseg.training.config import TrainConfig
+from personseg.training.distill import Distiller
 from personseg.training.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from personseg.training.visualization import plot_history, prediction_grid, save_grid
 
@@ -75,15 +76,21 @@ class Normalizer:
         return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
 
-def train_one_epoch(model, loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, epoch) -> float:
+def train_one_epoch(
+    model, loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, epoch, distiller=None
+) -> float:
     model.train()
     total, count = torch.zeros(2, dtype=torch.float64), 0
     progress = _progress(loader, info, f"epoch {epoch}/{cfg.epochs} train")
     for images, masks in progress:
         x, y = normalize(images), masks.to(normalize.device, non_blocking=True)
+        if distiller is not None:
+            x, y, soft = distiller.split(x, y)
         with autocast():
             logits = model(x)
         loss = loss_fn(logits.float(), y)
+        if distiller is not None:
+            loss = distiller.blend(loss, logits.float(), soft)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
@@ -188,7 +195,13 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save_yaml(out / "config.yaml")
 
-    train_set, val_sets = builders.build_datasets(cfg)
+    autocast, use_scaler = autocast_for(cfg, device)
+    distiller = None
+    if cfg.teacher:
+        distiller = Distiller(
+            cfg.teacher, cfg.distill_weight, cfg.input_size, cfg.mean, cfg.std, device, autocast, cfg.channels_last
+        )
+    train_set, val_sets = builders.build_datasets(cfg, train_size=distiller.size if distiller else None)
     train_loader, val_loaders = builders.build_loaders(cfg, train_set, val_sets, info, pin=device.type == "cuda")
     model = builders.build_model(cfg).to(device)
     if cfg.channels_last:
@@ -197,7 +210,6 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         model.load_state_dict(read_checkpoint(cfg.init_from)["state_dict"])
     optimizer = builders.build_optimizer(cfg, model)
     scheduler = builders.build_scheduler(cfg, optimizer)
-    autocast, use_scaler = autocast_for(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     loss_fn = get_loss(cfg.loss)
     normalize = Normalizer(cfg.mean, cfg.std, device, cfg.channels_last)
@@ -247,7 +259,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
         train_loss = train_one_epoch(
-            train_model, train_loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, epoch
+            train_model, train_loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, epoch, distiller
         )
         if info.enabled:
             # BatchNorm running stats drift apart per rank; evaluate (and save) rank 0's model everywhere.

@@ -1,0 +1,83 @@
+"""Distillation: a student learns from a teacher's soft masks, at its own (smaller) input size."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from personseg.training import trainer
+from personseg.training.config import IMAGENET_MEAN, IMAGENET_STD
+from personseg.training.distill import Distiller
+from test_training import make_folder, tiny_config
+
+FIT = {
+    "base_channels": 8,
+    "samples_per_epoch": 16,
+    "batch_size": 4,
+    "lr": 0.02,
+    "letterbox_prob": 1.0,
+    "aug_strength": 0.0,
+}
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A 48-px U-Net fitted to synthetic ellipses (the overfit recipe of test_training)."""
+    root = tmp_path_factory.mktemp("distill")
+    data = make_folder(root / "data", 4)
+    result = trainer.main(tiny_config(data, data, root / "teacher", input_size=48, epochs=15, **FIT))
+    assert result["best_iou"] > 0.9
+    return root / "teacher" / "best.pt", data
+
+
+def blank_copy(data, dest):
+    """The same photos with every mask empty: nothing to learn from the labels."""
+    (dest / "images").mkdir(parents=True)
+    (dest / "masks").mkdir()
+    for img in sorted((data / "images").iterdir()):
+        (dest / "images" / img.name).write_bytes(img.read_bytes())
+        with Image.open(data / "masks" / (img.stem + ".png")) as m:
+            Image.fromarray(np.zeros((m.height, m.width), np.uint8)).save(dest / "masks" / (img.stem + ".png"))
+    return dest
+
+
+def test_student_learns_the_person_from_the_teacher_alone(teacher, tmp_path):
+    """Labels all empty: with distill weight 1 the 32-px student still finds the ellipses (val against the true
+    masks); without the teacher the same run learns to say 'background' everywhere."""
+    ckpt, data = teacher
+    blank = blank_copy(data, tmp_path / "blank")
+    common = dict(input_size=32, epochs=12, **FIT)
+    taught = trainer.main(
+        tiny_config(blank, data, tmp_path / "taught", teacher=str(ckpt), distill_weight=1.0, **common)
+    )
+    alone = trainer.main(tiny_config(blank, data, tmp_path / "alone", **common))
+    assert taught["best_iou"] > 0.8
+    assert alone["last"]["val_iou"] < 0.2
+
+
+def test_split_shrinks_the_batch_to_the_student_size(teacher):
+    ckpt, _ = teacher
+    d = Distiller(ckpt, 0.5, 32, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext)
+    x, y = torch.randn(2, 3, 48, 48), torch.ones(2, 1, 48, 48)
+    sx, sy, soft = d.split(x, y)
+    assert d.size == 48
+    assert sx.shape == (2, 3, 32, 32) and sy.shape == (2, 1, 32, 32) and soft.shape == (2, 1, 32, 32)
+    assert torch.allclose(sy, torch.ones_like(sy)) and 0 <= soft.min() and soft.max() <= 1
+    task = torch.tensor(0.25)
+    logits = torch.zeros(2, 1, 32, 32)
+    # Weight 0.5: half the task loss plus half the BCE against the teacher (log 2 for logits 0).
+    assert d.blend(task, logits, soft).item() == pytest.approx(0.5 * 0.25 + 0.5 * np.log(2), rel=1e-5)
+
+
+def test_teacher_with_other_normalisation_is_refused(teacher):
+    ckpt, _ = teacher
+    with pytest.raises(ValueError, match="teacher normalises with mean"):
+        Distiller(ckpt, 0.5, 32, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], torch.device("cpu"), nullcontext)
+    with pytest.raises(ValueError, match="below the student"):
+        Distiller(ckpt, 0.5, 64, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext)
+    with pytest.raises(ValueError, match="distill-weight"):
+        Distiller(ckpt, 0.0, 32, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext)
