@@ -18,10 +18,12 @@ ASSETS = Path(personseg.__file__).parent / "assets"
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = ["personseg-default", "personseg-fast"]
 
-# (photo, boxes on the person, background boxes): boxes are (y0, y1, x0, x1) in pixels.
+# (photo, boxes on the person, background boxes): boxes are (y0, y1, x0, x1) in pixels. Grace Hopper's third
+# background box is the flag beside her: a 320x320 default and a fast model distilled from it kept a quarter of it
+# (mean 0.24-0.25, the shipped ones 0.01-0.03), which is why neither was shipped.
 PHOTOS = {
     "astronaut.png": ([(260, 380, 70, 250), (60, 150, 200, 250)], [(0, 64, 448, 512), (380, 512, 400, 512)]),
-    "grace_hopper.jpg": ([(80, 280, 200, 310), (460, 600, 100, 420)], [(0, 75, 0, 64), (0, 220, 448, 512)]),
+    "grace_hopper.jpg": ([(80, 280, 200, 310), (460, 600, 100, 420)], [(0, 75, 0, 64), (0, 220, 448, 512), (0, 250, 0, 90)]),
 }
 
 
