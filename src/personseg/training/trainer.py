@@ -87,10 +87,10 @@ def train_one_epoch(
         if distiller is not None:
             x, y, soft = distiller.split(x, y)
         with autocast():
-            logits = model(x)
-        loss = loss_fn(logits.float(), y)
+            logits = model(x).float()
+        loss = loss_fn(logits, y)
         if distiller is not None:
-            loss = distiller.blend(loss, logits.float(), soft)
+            loss = distiller.blend(loss, logits, soft)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
