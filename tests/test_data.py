@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import personseg.data.composite as composite
-from personseg.data import DatasetError, PairedFolder, is_val, read_mask, scan_folder, split_stems
+from personseg.data import DatasetError, PairedFolder, is_val, patterns, read_mask, scan_folder, split_stems
 from personseg.data.composite import Compositor, foregrounds_from_pairs, load_backgrounds, load_cutouts
 from personseg.data.mixture import EvalDataset, TrainMixture
 from personseg.data.transforms import apply, eval_transform, train_transform
@@ -320,6 +320,40 @@ def test_compositor_is_deterministic_per_rng():
     np.testing.assert_array_equal(a[1], b[1])
     with pytest.raises(ValueError, match="at least one foreground"):
         Compositor([], [background], size=32)
+
+
+@pytest.mark.parametrize("kind", patterns.KINDS)
+def test_pattern_backgrounds_have_hard_edges(kind):
+    for seed in range(10):
+        image = patterns.pattern_background(np.random.default_rng(seed), 128, kind)
+        assert image.shape == (128, 128, 3) and image.dtype == np.float32
+        assert 0 <= image.min() and image.max() <= 255
+        # A pattern, not a wash: strongly different colours side by side (blurred or not).
+        spread = np.percentile(image, 98, axis=(0, 1)) - np.percentile(image, 2, axis=(0, 1))
+        assert spread.max() > 60, f"seed {seed}: {spread}"
+        steps = np.abs(np.diff(image, axis=0)).max(), np.abs(np.diff(image, axis=1)).max()
+        assert max(steps) > 15, f"seed {seed}"
+    a = patterns.pattern_background(np.random.default_rng(3), 32, kind)
+    np.testing.assert_array_equal(a, patterns.pattern_background(np.random.default_rng(3), 32, kind))
+    with pytest.raises(ValueError, match="unknown pattern kind 'zebra'"):
+        patterns.pattern_background(np.random.default_rng(0), 32, "zebra")
+
+
+def test_compositor_puts_patterns_behind_people_only():
+    background = np.broadcast_to(BG_COLOUR, (50, 50, 3)).copy()
+    plain = Compositor([_opaque_person()], [background], size=40, pattern_prob=0.0)
+    patterned = Compositor([_opaque_person()], [background], size=40, pattern_prob=1.0)
+    n_patterned = 0
+    for seed in range(20):
+        image, alpha = plain(np.random.default_rng(seed))
+        np.testing.assert_array_equal(image[alpha == 0], np.broadcast_to(BG_COLOUR, image[alpha == 0].shape))
+        image, alpha = patterned(np.random.default_rng(seed))
+        # The pattern changes the background, never the target: only pasted people are labelled.
+        n_patterned += (image[alpha == 0] != BG_COLOUR).any(axis=1).mean() > 0.05
+        assert set(np.unique(alpha)) <= {0.0, 1.0} and alpha.any()
+    assert n_patterned == 20
+    with pytest.raises(ValueError, match="pattern_prob"):
+        Compositor([_opaque_person()], [background], size=40, pattern_prob=1.5)
 
 
 def test_cutouts_backgrounds_and_mattes_load(tmp_path):

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from personseg.data.folder import IMAGE_EXTENSIONS, PairedFolder
+from personseg.data.patterns import pattern_background
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +92,31 @@ class Compositor:
         backgrounds: Sequence[np.ndarray],
         size: int,
         max_people: int = 3,
+        pattern_prob: float = 0.0,
     ) -> None:
         if not foregrounds or not backgrounds:
             raise ValueError("compositing needs at least one foreground and one background")
+        if not 0.0 <= pattern_prob <= 1.0:
+            raise ValueError(f"pattern_prob must lie in [0, 1], got {pattern_prob}")
         self.foregrounds = foregrounds
         self.backgrounds = backgrounds
         self.size = size
         self.max_people = max_people
+        self.pattern_prob = pattern_prob
 
     def _background(self, rng: np.random.Generator) -> np.ndarray:
+        crop = self._photo_background(rng)
+        if self.pattern_prob and rng.random() < self.pattern_prob:
+            # A flag or hanging cloth covers the whole frame or a rectangle of it (a wall hanging, a banner).
+            pattern, s = pattern_background(rng, self.size), self.size
+            if rng.random() < 0.3:
+                return pattern
+            w, h = (rng.uniform(0.3, 0.9, 2) * s).astype(int)
+            x, y = int(rng.integers(-w // 3, s - w // 2)), int(rng.integers(-h // 3, s - h // 2))
+            crop[max(y, 0) : y + h, max(x, 0) : x + w] = pattern[max(y, 0) : y + h, max(x, 0) : x + w]
+        return crop
+
+    def _photo_background(self, rng: np.random.Generator) -> np.ndarray:
         bg = self.backgrounds[rng.integers(len(self.backgrounds))]
         h, w = bg.shape[:2]
         side = int(min(h, w) * rng.uniform(0.35, 1.0))

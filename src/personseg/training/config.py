@@ -43,6 +43,9 @@ class TrainConfig:
     )
     backgrounds: list[str] = _f([], "folders of person-free photos for compositing", nargs="*")
     composite_weight: float = _f(0.0, "sampling weight of composited samples (0 disables compositing)")
+    pattern_backgrounds: float = _f(
+        0.0, "share of composited backgrounds drawn as synthetic stripes, flags, plaids and colour blocks"
+    )
     skip_invalid: bool = _f(False, "skip broken pairs with a warning instead of failing")
     cache_max_side: int = _f(512, "keep images in memory downscaled to this long side (0: decode every time)")
     samples_per_epoch: int = _f(0, "training samples per epoch (0: the number of training pairs)")

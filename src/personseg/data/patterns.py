@@ -1,0 +1,95 @@
+"""Synthetic patterned backgrounds: stripes, flags, plaids and colour blocks, draped like cloth.
+
+The wallpapers in ``../shared/data/backgrounds`` are mostly smooth landscapes and abstract art. Real photos put
+people in front of flags, striped curtains, posters and tiled walls, and a small network that never saw hard-edged,
+saturated shapes behind a person tends to keep them as foreground (the flag beside Grace Hopper in the bundled
+photo). ``pattern_background`` draws such a scene procedurally so the compositor can mix it in.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+KINDS = ("stripes", "flag", "plaid", "blocks")
+
+
+def _colour(rng: np.random.Generator) -> np.ndarray:
+    """Mostly saturated colours, with whites and darks, as in flags and printed cloth."""
+    r = rng.random()
+    if r < 0.2:
+        return np.full(3, rng.uniform(215, 255), np.float32)  # white-ish
+    if r < 0.3:
+        return np.full(3, rng.uniform(10, 60), np.float32)  # dark
+    hsv = np.array([[[rng.integers(0, 180), rng.integers(120, 256), rng.integers(90, 256)]]], np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+def _palette(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` colours, each clearly unlike the one before it (stripes of near-equal colours teach nothing)."""
+    colours = [_colour(rng)]
+    while len(colours) < n:
+        c = _colour(rng)
+        if np.abs(c - colours[-1]).max() > 80:
+            colours.append(c)
+    return np.stack(colours)
+
+
+def _coords(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates, displaced by a slow wave so straight edges curve like hanging cloth."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    amp = rng.uniform(0, 0.04) * size
+    period = rng.uniform(0.3, 1.2) * size
+    phase = rng.uniform(0, 2 * np.pi)
+    return x + amp * np.sin(2 * np.pi * y / period + phase), y + amp * np.sin(2 * np.pi * x / period + phase)
+
+
+def _stripes(u: np.ndarray, width: float, colours: np.ndarray) -> np.ndarray:
+    idx = np.floor(u / width).astype(np.int64) % len(colours)
+    return colours[idx]
+
+
+def _rotated(x: np.ndarray, y: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    c, s = np.cos(angle), np.sin(angle)
+    return x * c + y * s, -x * s + y * c
+
+
+def pattern_background(rng: np.random.Generator, size: int, kind: str | None = None) -> np.ndarray:
+    """A ``size`` x ``size`` x 3 float32 RGB picture in [0, 255] of ``kind`` (one of ``KINDS``; random if None)."""
+    if kind is None:
+        kind = KINDS[rng.integers(len(KINDS))]
+    elif kind not in KINDS:
+        raise ValueError(f"unknown pattern kind {kind!r}; choose from {', '.join(KINDS)}")
+    x, y = _coords(rng, size)
+    if kind == "blocks":
+        image = np.empty((size, size, 3), np.float32)
+        image[:] = _palette(rng, 1)[0]
+        for colour in _palette(rng, int(rng.integers(3, 9))):
+            w, h = (rng.uniform(0.1, 0.7, 2) * size).astype(int)
+            x0, y0 = rng.integers(-w // 2, size, 2)
+            image[max(y0, 0) : y0 + h, max(x0, 0) : x0 + w] = colour
+    else:
+        angle = rng.normal(0, 0.15) + (np.pi / 2 if rng.random() < 0.3 else 0.0)
+        u, v = _rotated(x, y, angle)
+        width = rng.uniform(0.03, 0.15) * size
+        colours = _palette(rng, 2 if kind == "flag" else int(rng.integers(2, 5)))
+        image = _stripes(v, width, colours)
+        if kind == "plaid":
+            cross = _stripes(u, rng.uniform(0.03, 0.15) * size, _palette(rng, int(rng.integers(2, 4))))
+            image = 0.5 * image + 0.5 * cross
+        elif kind == "flag":  # a canton with a grid of dots (stars) in one corner
+            cw, ch = rng.uniform(0.3, 0.6) * size, rng.uniform(0.3, 0.6) * size
+            ox, oy = rng.uniform(-0.3, 0.7, 2) * size
+            inside = (u >= ox) & (u < ox + cw) & (v >= oy) & (v < oy + ch)
+            ground, dot = _palette(rng, 2)
+            pitch = rng.uniform(0.03, 0.08) * size
+            du, dv = (u - ox) % pitch - pitch / 2, (v - oy) % pitch - pitch / 2
+            on_dot = du**2 + dv**2 < (pitch * rng.uniform(0.15, 0.35)) ** 2
+            image = np.where(inside[..., None], np.where(on_dot[..., None], dot, ground), image)
+    # Folds: slow light and shade across the picture, then the camera's softness.
+    fold = 1.0 + rng.uniform(0, 0.35) * np.sin(2 * np.pi * x / (rng.uniform(0.15, 0.6) * size) + rng.uniform(0, 6))
+    image = image * fold[..., None].astype(np.float32)
+    if rng.random() < 0.5:
+        k = int(rng.choice([3, 5, 7]))
+        image = cv2.GaussianBlur(image, (k, k), 0)
+    return np.clip(image, 0, 255).astype(np.float32)
