@@ -354,6 +354,24 @@ def test_compositor_puts_patterns_behind_people_only():
     assert n_patterned == 20
     with pytest.raises(ValueError, match="pattern_prob"):
         Compositor([_opaque_person()], [background], size=40, pattern_prob=1.5)
+    with pytest.raises(ValueError, match="pattern kinds must be among"):
+        Compositor([_opaque_person()], [background], size=40, pattern_prob=0.5, pattern_kinds=["zebra"])
+
+
+def test_compositor_draws_only_the_pattern_kinds_asked_for(monkeypatch):
+    drawn: list[str] = []
+    real = composite.pattern_background
+
+    def recording(rng, size, kind=None):
+        drawn.append(kind)
+        return real(rng, size, kind)
+
+    monkeypatch.setattr(composite, "pattern_background", recording)
+    background = np.broadcast_to(BG_COLOUR, (50, 50, 3)).copy()
+    comp = Compositor([_opaque_person()], [background], size=40, pattern_prob=1.0, pattern_kinds=["flag", "plaid"])
+    for seed in range(30):
+        comp(np.random.default_rng(seed))
+    assert len(drawn) == 30 and set(drawn) == {"flag", "plaid"}
 
 
 def test_cutouts_backgrounds_and_mattes_load(tmp_path):

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from personseg.data.folder import IMAGE_EXTENSIONS, PairedFolder
-from personseg.data.patterns import pattern_background
+from personseg.data.patterns import KINDS, pattern_background
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +93,28 @@ class Compositor:
         size: int,
         max_people: int = 3,
         pattern_prob: float = 0.0,
+        pattern_kinds: Sequence[str] = KINDS,
     ) -> None:
         if not foregrounds or not backgrounds:
             raise ValueError("compositing needs at least one foreground and one background")
         if not 0.0 <= pattern_prob <= 1.0:
             raise ValueError(f"pattern_prob must lie in [0, 1], got {pattern_prob}")
+        unknown = sorted(set(pattern_kinds) - set(KINDS))
+        if unknown or not pattern_kinds:
+            raise ValueError(f"pattern kinds must be among {', '.join(KINDS)}, got {list(pattern_kinds)}")
         self.foregrounds = foregrounds
         self.backgrounds = backgrounds
         self.size = size
         self.max_people = max_people
         self.pattern_prob = pattern_prob
+        self.pattern_kinds = tuple(pattern_kinds)
 
     def _background(self, rng: np.random.Generator) -> np.ndarray:
         crop = self._photo_background(rng)
         if self.pattern_prob and rng.random() < self.pattern_prob:
             # A flag or hanging cloth covers the whole frame or a rectangle of it (a wall hanging, a banner).
-            pattern, s = pattern_background(rng, self.size), self.size
+            kind = self.pattern_kinds[rng.integers(len(self.pattern_kinds))]
+            pattern, s = pattern_background(rng, self.size, kind), self.size
             if rng.random() < 0.3:
                 return pattern
             w, h = (rng.uniform(0.3, 0.9, 2) * s).astype(int)

@@ -94,7 +94,10 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
         backgrounds = [bg for d in cfg.backgrounds for bg in load_backgrounds(d)]
         if not foregrounds or not backgrounds:
             raise DatasetError("--composite-weight > 0 needs --cutouts or --matte-data, and --backgrounds")
-        train_sources.append(Compositor(foregrounds, backgrounds, train_size, pattern_prob=cfg.pattern_backgrounds))
+        compositor = Compositor(
+            foregrounds, backgrounds, train_size, pattern_prob=cfg.pattern_backgrounds, pattern_kinds=cfg.pattern_kinds
+        )
+        train_sources.append(compositor)
         weights.append(cfg.composite_weight)
         log.info("compositing: %d foregrounds, %d backgrounds", len(foregrounds), len(backgrounds))
     n_pairs = sum(len(s) for s in train_sources if isinstance(s, PairedFolder))

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from personseg.data.patterns import KINDS as PATTERN_KINDS
+
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -45,6 +47,9 @@ class TrainConfig:
     composite_weight: float = _f(0.0, "sampling weight of composited samples (0 disables compositing)")
     pattern_backgrounds: float = _f(
         0.0, "share of composited backgrounds drawn as synthetic stripes, flags, plaids and colour blocks"
+    )
+    pattern_kinds: list[str] = _f(
+        list(PATTERN_KINDS), "which synthetic patterns --pattern-backgrounds draws", nargs="+", choices=PATTERN_KINDS
     )
     skip_invalid: bool = _f(False, "skip broken pairs with a warning instead of failing")
     cache_max_side: int = _f(512, "keep images in memory downscaled to this long side (0: decode every time)")
