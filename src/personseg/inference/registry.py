@@ -39,8 +39,8 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",
-        sha256="d14bc45c1b4707bbe516fa8450bf49b71fe381411ed3ea8366f839fdab6f1bda",
-        description="the same network fine-tuned at 160x160, int8: faster, for video and slow CPUs",
+        sha256="e47a81586ae1c85d5dbfc0d747b06d79ae53aa796d53ea7db5561557f858eb59",
+        description="the same network distilled at 160x160, int8: faster, for video and slow CPUs",
         input_size=(160, 160),
     ),
 }
