@@ -314,10 +314,11 @@ def test_compositor_pastes_several_people(monkeypatch):
 def test_compositor_is_deterministic_per_rng():
     background = np.random.default_rng(0).integers(0, 255, (60, 60, 3), dtype=np.uint8)
     comp = Compositor([_opaque_person()], [background], size=32)
-    a = comp(np.random.default_rng(5))
-    b = comp(np.random.default_rng(5))
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
+    for each in (comp, Compositor([_opaque_person()], [background], size=32, pattern_prob=1.0)):
+        a = each(np.random.default_rng(5))
+        b = each(np.random.default_rng(5))
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
     with pytest.raises(ValueError, match="at least one foreground"):
         Compositor([], [background], size=32)
 
@@ -348,14 +349,32 @@ def test_compositor_puts_patterns_behind_people_only():
         image, alpha = plain(np.random.default_rng(seed))
         np.testing.assert_array_equal(image[alpha == 0], np.broadcast_to(BG_COLOUR, image[alpha == 0].shape))
         image, alpha = patterned(np.random.default_rng(seed))
-        # The pattern changes the background, never the target: only pasted people are labelled.
         n_patterned += (image[alpha == 0] != BG_COLOUR).any(axis=1).mean() > 0.05
         assert set(np.unique(alpha)) <= {0.0, 1.0} and alpha.any()
     assert n_patterned == 20
+
     with pytest.raises(ValueError, match="pattern_prob"):
         Compositor([_opaque_person()], [background], size=40, pattern_prob=1.5)
     with pytest.raises(ValueError, match="pattern kinds must be among"):
         Compositor([_opaque_person()], [background], size=40, pattern_prob=0.5, pattern_kinds=["zebra"])
+
+
+def test_patterns_go_under_the_people_and_leave_the_target_alone(monkeypatch):
+    magenta = np.array([255, 0, 255], np.uint8)
+
+    def flat_magenta(rng, size, kind=None):
+        return np.tile(magenta, (size, size, 1)).astype(np.float32)
+
+    monkeypatch.setattr(composite, "pattern_background", flat_magenta)
+    background = np.broadcast_to(BG_COLOUR, (50, 50, 3)).copy()
+    comp = Compositor([_opaque_person()], [background], size=40, pattern_prob=1.0)
+    for seed in range(20):
+        image, alpha = comp(np.random.default_rng(seed))
+        is_magenta = (image == magenta).all(axis=2)
+        scenery = is_magenta | (image == BG_COLOUR).all(axis=2)
+        assert is_magenta.any(), f"seed {seed}"
+        # Every pixel is scenery (backdrop or pattern) exactly where no person is labelled.
+        np.testing.assert_array_equal(~scenery, alpha > 0, err_msg=f"seed {seed}")
 
 
 def test_compositor_draws_only_the_pattern_kinds_asked_for(monkeypatch):

@@ -165,6 +165,19 @@ def test_config_yaml_round_trip(tmp_path):
     assert cfg.model_kwargs() == {"encoder": "efficientnet_lite0"}
 
 
+def test_pattern_background_options_are_checked(tmp_path):
+    cfg = TrainConfig(composite_weight=1.0, pattern_backgrounds=0.1, pattern_kinds="flag")
+    assert cfg.pattern_kinds == ["flag"]  # a YAML scalar becomes a one-item list
+    cfg.save_yaml(tmp_path / "config.yaml")
+    assert TrainConfig.from_yaml(tmp_path / "config.yaml") == cfg
+    with pytest.raises(ValueError, match="--pattern-backgrounds must be in"):
+        TrainConfig(composite_weight=1.0, pattern_backgrounds=1.5)
+    with pytest.raises(ValueError, match="--pattern-kinds must be among .*'zebra'"):
+        TrainConfig(composite_weight=1.0, pattern_kinds=["flag", "zebra"])
+    with pytest.raises(ValueError, match="needs --composite-weight"):
+        TrainConfig(pattern_backgrounds=0.2)
+
+
 # --------------------------------------------------------------------------- a tiny overfit
 
 

@@ -2,7 +2,9 @@
 
 Foregrounds are RGBA cut-outs (soft alpha) or images whose mask is an exact matte (plain-background studio
 photos). Each sample pastes 1-3 people at sizes from "small figure in the scene" to "portrait cropped by the
-frame" onto a random crop of a background photo; the target is the union of the pasted alphas.
+frame" onto a random crop of a background photo (optionally, for a share ``pattern_prob`` of samples, with a
+synthetic flag, stripes, plaid or colour blocks from ``data.patterns`` over all or part of it); the target is the
+union of the pasted alphas.
 """
 
 from __future__ import annotations
@@ -84,7 +86,10 @@ def load_backgrounds(folder: str | Path, max_side: int = 640) -> list[np.ndarray
 
 
 class Compositor:
-    """``compositor(rng) -> (rgb uint8 SxSx3, alpha float32 SxS)``."""
+    """``compositor(rng) -> (rgb uint8 SxSx3, alpha float32 SxS)``.
+
+    ``pattern_prob``: share of samples whose background gets a synthetic pattern of one of ``pattern_kinds``.
+    """
 
     def __init__(
         self,

@@ -109,6 +109,15 @@ class TrainConfig:
             raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.encoder_weights in ("none", "None", ""):
             self.encoder_weights = None
+        if not 0 <= self.pattern_backgrounds <= 1:
+            raise ValueError(f"--pattern-backgrounds must be in [0, 1], got {self.pattern_backgrounds}")
+        if isinstance(self.pattern_kinds, str):  # "pattern_kinds: flag" in a YAML file
+            self.pattern_kinds = [self.pattern_kinds]
+        unknown = [k for k in self.pattern_kinds if k not in PATTERN_KINDS]
+        if unknown or not self.pattern_kinds:
+            raise ValueError(f"--pattern-kinds must be among {', '.join(PATTERN_KINDS)}, got {self.pattern_kinds}")
+        if self.pattern_backgrounds > 0 and self.composite_weight <= 0:
+            raise ValueError("--pattern-backgrounds draws behind composited people: it needs --composite-weight > 0")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
