@@ -73,6 +73,20 @@ def test_split_shrinks_the_batch_to_the_student_size(teacher):
     assert d.blend(task, logits, soft).item() == pytest.approx(0.5 * 0.25 + 0.5 * np.log(2), rel=1e-5)
 
 
+def test_flip_averaged_target_is_the_mean_of_both_views(teacher):
+    ckpt, _ = teacher
+    plain = Distiller(ckpt, 0.5, 48, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext)
+    flipped = Distiller(ckpt, 0.5, 48, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext, flip=True)
+    x, y = torch.randn(2, 3, 48, 48), torch.zeros(2, 1, 48, 48)
+    one = plain.split(x, y)[2]
+    mirrored = torch.flip(plain.split(torch.flip(x, dims=[3]), y)[2], dims=[3])
+    both = flipped.split(x, y)[2]
+    assert not torch.allclose(one, mirrored, atol=1e-3)  # the teacher is not mirror-symmetric on noise
+    assert torch.allclose(both, (one + mirrored) / 2, atol=1e-6)
+    # Mirror-symmetric by construction: the flipped input's target is the flipped target.
+    assert torch.allclose(flipped.split(torch.flip(x, dims=[3]), y)[2], torch.flip(both, dims=[3]), atol=1e-6)
+
+
 def test_teacher_with_other_normalisation_is_refused(teacher):
     ckpt, _ = teacher
     with pytest.raises(ValueError, match="teacher normalises with mean"):

@@ -4,7 +4,9 @@ With ``teacher`` set, training batches are made at the teacher's input size; the
 are, and the student gets the same batch shrunk to its own ``input_size`` (image antialiased, mask and teacher
 probabilities area-averaged). The student's loss is ``(1 - w) * task_loss + w * BCE(student, teacher)``: the
 teacher's probabilities carry what the labels lack (soft hair and edges, people the labels miss) and the student
-learns them at its own scale.
+learns them at its own scale. With ``flip`` the teacher's target is the mean of its prediction and its mirror
+image's (test-time flip averaging, which scores better than either alone), so the student can learn what that
+costs the teacher twice over at inference.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Distiller:
         device: torch.device,
         autocast,
         channels_last: bool = False,
+        flip: bool = False,
     ) -> None:
         if not 0 < weight <= 1:
             raise ValueError(f"--distill-weight must be in (0, 1], got {weight}")
@@ -57,13 +60,24 @@ class Distiller:
         self.weight = weight
         self.student_size = student_size
         self.autocast = autocast
-        log.info("distilling from %s (input %d, student %d, weight %.2f)", path, self.size, student_size, weight)
+        self.flip = flip
+        log.info(
+            "distilling from %s (input %d, student %d, weight %.2f%s)",
+            path,
+            self.size,
+            student_size,
+            weight,
+            ", flip-averaged" if flip else "",
+        )
 
     @torch.no_grad()
     def split(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Normalised teacher-size batch and its masks -> (student input, student masks, teacher probabilities)."""
         with self.autocast():
             soft = torch.sigmoid(self.teacher(x).float())
+            if self.flip:
+                mirrored = torch.sigmoid(self.teacher(torch.flip(x, dims=[3])).float())
+                soft = (soft + torch.flip(mirrored, dims=[3])) / 2
         if self.size == self.student_size:
             return x, y, soft
         s = (self.student_size, self.student_size)

@@ -199,7 +199,15 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     distiller = None
     if cfg.teacher:
         distiller = Distiller(
-            cfg.teacher, cfg.distill_weight, cfg.input_size, cfg.mean, cfg.std, device, autocast, cfg.channels_last
+            cfg.teacher,
+            cfg.distill_weight,
+            cfg.input_size,
+            cfg.mean,
+            cfg.std,
+            device,
+            autocast,
+            cfg.channels_last,
+            flip=cfg.teacher_flip,
         )
     train_set, val_sets = builders.build_datasets(cfg, train_size=distiller.size if distiller else None)
     train_loader, val_loaders = builders.build_loaders(cfg, train_set, val_sets, info, pin=device.type == "cuda")
