@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from personseg.data.folder import IMAGE_EXTENSIONS, PairedFolder
-from personseg.data.patterns import KINDS, pattern_background
+from personseg.data.patterns import KINDS, check_kinds, pattern_background
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +104,12 @@ class Compositor:
             raise ValueError("compositing needs at least one foreground and one background")
         if not 0.0 <= pattern_prob <= 1.0:
             raise ValueError(f"pattern_prob must lie in [0, 1], got {pattern_prob}")
-        unknown = sorted(set(pattern_kinds) - set(KINDS))
-        if unknown or not pattern_kinds:
-            raise ValueError(f"pattern kinds must be among {', '.join(KINDS)}, got {list(pattern_kinds)}")
         self.foregrounds = foregrounds
         self.backgrounds = backgrounds
         self.size = size
         self.max_people = max_people
         self.pattern_prob = pattern_prob
-        self.pattern_kinds = tuple(pattern_kinds)
+        self.pattern_kinds = check_kinds(pattern_kinds)
 
     def _background(self, rng: np.random.Generator) -> np.ndarray:
         crop = self._photo_background(rng)

@@ -8,10 +8,19 @@ photo). ``pattern_background`` draws such a scene procedurally so the compositor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
 KINDS = ("stripes", "flag", "plaid", "blocks")
+
+
+def check_kinds(kinds: Sequence[str], name: str = "pattern kinds") -> tuple[str, ...]:
+    """``kinds`` as a tuple, if it is a non-empty selection of ``KINDS``; ``name`` says what to call it in the error."""
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise ValueError(f"{name} must be among {', '.join(KINDS)}, got {list(kinds)}")
+    return tuple(kinds)
 
 
 def _colour(rng: np.random.Generator) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from personseg.data.patterns import KINDS as PATTERN_KINDS
+from personseg.data.patterns import check_kinds
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -114,9 +115,7 @@ class TrainConfig:
             raise ValueError(f"--pattern-backgrounds must be in [0, 1], got {self.pattern_backgrounds}")
         if isinstance(self.pattern_kinds, str):  # "pattern_kinds: flag" in a YAML file
             self.pattern_kinds = [self.pattern_kinds]
-        unknown = [k for k in self.pattern_kinds if k not in PATTERN_KINDS]
-        if unknown or not self.pattern_kinds:
-            raise ValueError(f"--pattern-kinds must be among {', '.join(PATTERN_KINDS)}, got {self.pattern_kinds}")
+        check_kinds(self.pattern_kinds, "--pattern-kinds")
         if self.pattern_backgrounds > 0 and self.composite_weight <= 0:
             raise ValueError("--pattern-backgrounds draws behind composited people: it needs --composite-weight > 0")
 
