@@ -45,7 +45,8 @@ def get_stats(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) 
 
     ``pred`` holds probabilities in [0, 1] (pass ``logits.sigmoid()``, not logits) or a bool mask; a pixel is
     predicted foreground when ``pred >= threshold``. ``target`` may be 0/1, bool or soft (0..1, e.g. a
-    resized mask or an alpha matte); it is binarised with ``target >= 0.5``.
+    resized mask or an alpha matte); it is binarised with ``target >= 0.5``. Pixels where ``target < 0`` (the
+    ``IGNORE`` value of ignore/ masks) are left out of every count.
     """
     pred = _as_nhw(pred, "pred")
     target = _as_nhw(target, "target")
@@ -59,12 +60,19 @@ def get_stats(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) 
             raise ValueError("pred must be probabilities in [0, 1] without NaN; apply .sigmoid() to logits first")
         p = pred >= threshold
     t = target if target.dtype == torch.bool else target >= 0.5
+    # Negative target values (IGNORE, from ignore/ masks) are pixels of unknown label: counted nowhere.
+    valid = None if target.dtype == torch.bool else target >= 0
 
     dims = (1, 2)
+    if valid is not None:
+        p = p & valid
+        n = ~p & valid
+    else:
+        n = ~p
     tp = (p & t).sum(dims)
     fp = (p & ~t).sum(dims)
-    fn = (~p & t).sum(dims)
-    tn = (~p & ~t).sum(dims)
+    fn = (n & t).sum(dims)
+    tn = (n & ~t).sum(dims)
     return tp.long(), fp.long(), fn.long(), tn.long()
 
 

@@ -3,6 +3,9 @@
 Construction validates the whole folder and reports every problem in one error (or skips the bad pairs with a
 warning when ``skip_invalid=True``): images without masks, masks without images, size mismatches, unreadable
 files and masks that are not single-channel. Masks may be 0/1 or 0/255 (binary) or soft alpha (kept soft).
+
+An optional ``ROOT/ignore/<stem>.png`` (255 = label unknown, e.g. CamVid's cyclists) marks pixels that losses and
+metrics leave out: they are loaded as ``IGNORE`` (-1) in the mask.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
+IGNORE = -1.0  # mask value of pixels whose label is unknown (from ignore/ masks): no loss, no metric
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -28,6 +33,7 @@ class DatasetError(ValueError):
 class Pair:
     image: Path
     mask: Path
+    ignore: Path | None = None
 
     @property
     def stem(self) -> str:
@@ -52,6 +58,16 @@ def _check_pair(pair: Pair) -> str | None:
         return f"{pair.mask}: mask has {bands} channels ({mode}); expected a single-channel (L) PNG"
     if mask_size != image_size:
         return f"{pair.mask}: mask is {mask_size[0]}x{mask_size[1]} but the image is {image_size[0]}x{image_size[1]}"
+    if pair.ignore is not None:
+        try:
+            with Image.open(pair.ignore) as ig:
+                ig.load()
+                ignore_size = ig.size
+        except Exception as exc:
+            return f"{pair.ignore}: unreadable ignore mask ({type(exc).__name__}: {exc})"
+        if ignore_size != image_size:
+            w, h = ignore_size
+            return f"{pair.ignore}: ignore mask is {w}x{h} but the image is {image_size[0]}x{image_size[1]}"
     return None
 
 
@@ -68,7 +84,11 @@ def scan_folder(root: str | Path, check: bool = True) -> tuple[list[Pair], list[
         problems.append(f"{images[stem]}: no mask (expected {masks_dir / (stem + '.png')})")
     for stem in sorted(masks.keys() - images.keys()):
         problems.append(f"{masks[stem]}: mask without an image in {images_dir}")
-    pairs = [Pair(images[s], masks[s]) for s in sorted(images.keys() & masks.keys())]
+    ignore_dir = root / "ignore"
+    ignores = {}
+    if ignore_dir.is_dir():
+        ignores = {p.stem: p for p in sorted(ignore_dir.iterdir()) if p.suffix.lower() == ".png"}
+    pairs = [Pair(images[s], masks[s], ignores.get(s)) for s in sorted(images.keys() & masks.keys())]
     if check:
         good = []
         for pair in pairs:
@@ -107,7 +127,9 @@ def _downscale(image: np.ndarray, mask: np.ndarray, max_side: int) -> tuple[np.n
     if scale >= 1:
         return image, mask
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
+    # Area-averaging would blend IGNORE (-1) into labels: such masks are resampled nearest.
+    mask_interp = cv2.INTER_NEAREST if (mask < 0).any() else cv2.INTER_AREA
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.resize(mask, size, interpolation=mask_interp)
 
 
 class PairedFolder:
@@ -154,6 +176,9 @@ class PairedFolder:
         rgb, mask = read_image(pair.image), read_mask(pair.mask)
         if self.mask_fix is not None:
             mask = self.mask_fix(rgb, mask)
+        if pair.ignore is not None:
+            with Image.open(pair.ignore) as ig:
+                mask = np.where(np.asarray(ig.convert("L")) > 127, np.float32(IGNORE), mask)
         return rgb, mask
 
     @property

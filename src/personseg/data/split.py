@@ -2,12 +2,17 @@
 
 A stem goes to validation when a hash of ``"<source>/<stem>"`` falls below ``val_fraction``: no file lists to
 keep in sync, the same answer everywhere, and adding images later never moves existing ones across the split.
+
+Video frames are near-duplicates of their neighbours, so a hash split by frame leaks validation into training.
+Such sources are split by patterns instead (:func:`split_by_patterns`): ``"davis_people/lucia_*"`` puts a whole
+sequence in validation, ``"camvid/camvid_0016E5_*[13579]"`` keeps a dataset's own given split.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 def is_val(source: str, stem: str, val_fraction: float) -> bool:
@@ -20,4 +25,24 @@ def split_stems(source: str, stems: Iterable[str], val_fraction: float) -> tuple
     train, val = [], []
     for stem in stems:
         (val if is_val(source, stem, val_fraction) else train).append(stem)
+    return train, val
+
+
+def patterns_for(source: str, patterns: Sequence[str]) -> list[str]:
+    """The ``SOURCE/STEM_GLOB`` patterns that name ``source``, as stem globs."""
+    out = []
+    for pattern in patterns:
+        name, sep, glob = pattern.partition("/")
+        if not sep or not glob:
+            raise ValueError(f"validation pattern {pattern!r}: expected SOURCE/STEM_GLOB, e.g. davis_people/lucia_*")
+        if name == source:
+            out.append(glob)
+    return out
+
+
+def split_by_patterns(stems: Iterable[str], globs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(train_stems, val_stems)``: a stem matching any of ``globs`` (fnmatch, case-sensitive) is validation."""
+    train, val = [], []
+    for stem in stems:
+        (val if any(fnmatch.fnmatchcase(stem, g) for g in globs) else train).append(stem)
     return train, val

@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+from personseg.losses._functional import drop_ignored
 from personseg.losses.bce import BCELoss
 from personseg.losses.bce_dice import BCEDiceLoss
 from personseg.losses.dice import DiceLoss
@@ -22,6 +23,7 @@ __all__ = [
     "LOSSES",
     "DEFAULT_LOSS",
     "get_loss",
+    "drop_ignored",
     "list_losses",
     "BCELoss",
     "BCEDiceLoss",

@@ -26,6 +26,19 @@ def check_inputs(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tens
     return logits.to(dtype), target.to(dtype)
 
 
+def drop_ignored(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Neutralise pixels of unknown label (``target < 0``, the IGNORE value of ignore/ masks).
+
+    Their logits become a constant -1e4 (no gradient) and their targets 0: a confident, correct "background"
+    that adds nothing to BCE, Dice, Tversky, focal or Lovasz terms, so every loss ignores them unchanged.
+    Returns the inputs themselves when nothing is ignored.
+    """
+    ignored = target < 0
+    if not bool(ignored.any()):
+        return logits, target
+    return logits.masked_fill(ignored, -1e4), target.masked_fill(ignored, 0.0)
+
+
 def _sum_dims(x: torch.Tensor, per_image: bool) -> tuple[int, ...]:
     # Per image: reduce everything but dim 0. Per batch: reduce everything (one pooled score).
     return tuple(range(1, x.ndim)) if per_image else tuple(range(x.ndim))

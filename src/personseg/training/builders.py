@@ -12,8 +12,9 @@ from personseg.data.composite import Compositor, foregrounds_from_pairs, load_ba
 from personseg.data.folder import DatasetError, PairedFolder
 from personseg.data.mixture import EvalDataset, TrainMixture
 from personseg.data.repair import repair_backdrop_mask
-from personseg.data.split import split_stems
+from personseg.data.split import patterns_for, split_by_patterns, split_stems
 from personseg.data.transforms import composite_transform, eval_transform, train_transform
+from personseg.data.zoom import PersonCrops
 from personseg.models import SegmentationModel, create_model
 from personseg.training.config import TrainConfig
 from personseg.training.distributed import DistInfo
@@ -41,11 +42,12 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
     """
     train_size = train_size or cfg.input_size
     cache = cfg.cache_max_side or None
-    train_sources: list[PairedFolder | Compositor] = []
+    train_sources: list[PairedFolder | PersonCrops | Compositor] = []
     weights: list[float] = []
     val_sets: dict[str, EvalDataset] = {}
     matte_roots = {Path(p).resolve() for p in cfg.matte_data}
     repair_roots = {Path(p).resolve() for p in cfg.repair_backdrop}
+    zoom_roots = {Path(p).resolve() for p in cfg.zoom_data}
     mattes: list[PairedFolder] = []
     evaluate = eval_transform(cfg.input_size, cfg.resize)
     for spec in cfg.data:
@@ -57,8 +59,11 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
             )
         folder = PairedFolder(root, skip_invalid=cfg.skip_invalid, check=True)
         stems = folder.stems
+        globs = patterns_for(source_name(root), cfg.val_patterns)
         if cfg.val_data:
             train_stems, val_stems = stems, []
+        elif globs:
+            train_stems, val_stems = split_by_patterns(stems, globs)
         else:
             train_stems, val_stems = split_stems(source_name(root), stems, cfg.val_fraction)
         if not train_stems:
@@ -69,7 +74,7 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
             root, stems=train_stems, skip_invalid=True, check=False, cache_max_side=cache, mask_fix=fix
         )
         if weight > 0:
-            train_sources.append(train)
+            train_sources.append(PersonCrops(train) if root.resolve() in zoom_roots else train)
             weights.append(weight)
         if root.resolve() in matte_roots:
             mattes.append(train)
@@ -100,7 +105,7 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
         train_sources.append(compositor)
         weights.append(cfg.composite_weight)
         log.info("compositing: %d foregrounds, %d backgrounds", len(foregrounds), len(backgrounds))
-    n_pairs = sum(len(s) for s in train_sources if isinstance(s, PairedFolder))
+    n_pairs = sum(len(s) for s in train_sources if not isinstance(s, Compositor))
     length = cfg.samples_per_epoch or max(n_pairs, cfg.batch_size)
     mixture = TrainMixture(
         train_sources,

@@ -39,6 +39,24 @@ class TrainConfig:
     data: list[str] = _f(["data"], "training roots with images/ and masks/, each ROOT or ROOT:WEIGHT", nargs="+")
     val_data: list[str] = _f([], "validation roots; when empty, a fixed hash split of each --data root", nargs="*")
     val_fraction: float = _f(0.1, "fraction of each --data root held out for validation (fixed by name hash)")
+    val_patterns: list[str] = _f(
+        [],
+        "SOURCE/STEM_GLOB patterns that make a source's validation split instead of the hash (whole video "
+        "sequences, e.g. davis_people/lucia_*); sources named in no pattern keep the hash split",
+        nargs="*",
+    )
+    select_sources: list[str] = _f(
+        [],
+        "validation sources whose mean IoU (macro average) picks best.pt and early stopping; empty: all val "
+        "images pooled",
+        nargs="*",
+    )
+    zoom_data: list[str] = _f(
+        [],
+        "--data roots with small people (street scenes): train on crops around each labelled person so people "
+        "are shown larger",
+        nargs="*",
+    )
     cutouts: list[str] = _f([], "folders of RGBA person cut-outs for compositing", nargs="*")
     matte_data: list[str] = _f([], "--data roots whose masks are exact mattes, reused as cut-outs", nargs="*")
     repair_backdrop: list[str] = _f(
@@ -116,6 +134,9 @@ class TrainConfig:
         if isinstance(self.pattern_kinds, str):  # "pattern_kinds: flag" in a YAML file
             self.pattern_kinds = [self.pattern_kinds]
         check_kinds(self.pattern_kinds, "--pattern-kinds")
+        from personseg.data.split import patterns_for
+
+        patterns_for("", self.val_patterns)  # checks their shape up front
         if self.pattern_backgrounds > 0 and self.composite_weight <= 0:
             raise ValueError("--pattern-backgrounds draws behind composited people: it needs --composite-weight > 0")
 

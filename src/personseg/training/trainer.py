@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from personseg.losses import get_loss
+from personseg.losses import drop_ignored, get_loss
 from personseg.metrics import MetricAccumulator
 from personseg.models import make_checkpoint, read_checkpoint
 from personseg.models.checkpoint import atomic_save, unwrap
@@ -41,6 +41,7 @@ HISTORY_FIELDS = [
     "val_dice",
     "val_iou",
     "val_pixel_accuracy",
+    "val_select",
     "seconds",
 ]
 
@@ -88,7 +89,7 @@ def train_one_epoch(
             x, y, soft = distiller.split(x, y)
         with autocast():
             logits = model(x).float()
-        loss = loss_fn(logits, y)
+        loss = loss_fn(*drop_ignored(logits, y))
         if distiller is not None:
             loss = distiller.blend(loss, logits, soft)
         optimizer.zero_grad(set_to_none=True)
@@ -117,7 +118,9 @@ def evaluate(model, loader, loss_fn, normalize, autocast, info, desc: str = "val
         with autocast():
             logits = model(x)
         logits = logits.float()
-        loss_sum += torch.tensor([loss_fn(logits, y).item() * len(images), len(images)], dtype=torch.float64)
+        loss_sum += torch.tensor(
+            [loss_fn(*drop_ignored(logits, y)).item() * len(images), len(images)], dtype=torch.float64
+        )
         acc.update(torch.sigmoid(logits), y)
     state = all_reduce_sum(torch.cat([acc.state_tensor().cpu(), loss_sum]), info)
     acc.load_state_tensor(state[:-2])
@@ -210,6 +213,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             flip=cfg.teacher_flip,
         )
     train_set, val_sets = builders.build_datasets(cfg, train_size=distiller.size if distiller else None)
+    _selection_score({}, {k: {"iou": 0.0} for k in val_sets}, cfg.select_sources)  # unknown names fail now
     train_loader, val_loaders = builders.build_loaders(cfg, train_set, val_sets, info, pin=device.type == "cuda")
     model = builders.build_model(cfg).to(device)
     if cfg.channels_last:
@@ -278,12 +282,13 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             for name, loader in val_loaders.items()
         }
         val = _pool(per_source, {k: len(v) for k, v in val_sets.items()})
+        score = _selection_score(val, per_source, cfg.select_sources)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val["loss"])
         elif scheduler is not None:
             scheduler.step()
-        improved = val["iou"] > best_iou
-        best_iou, stale = (val["iou"], 0) if improved else (best_iou, stale + 1)
+        improved = score > best_iou
+        best_iou, stale = (score, 0) if improved else (best_iou, stale + 1)
         row = {
             "epoch": epoch,
             "lr": optimizer.param_groups[0]["lr"],
@@ -292,6 +297,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             "val_dice": val["dice"],
             "val_iou": val["iou"],
             "val_pixel_accuracy": val["pixel_accuracy"],
+            "val_select": score,
             "seconds": round(time.time() - t0, 1),
         }
         if info.is_main:
@@ -318,13 +324,14 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                 save_grid(grid, out / "val_predictions.png")
                 writer.add_image("val/predictions", grid, epoch, dataformats="HWC")
             log.info(
-                "epoch %d: train %.4f | val loss %.4f dice %.4f iou %.4f acc %.4f | %s | %.0fs",
+                "epoch %d: train %.4f | val loss %.4f dice %.4f iou %.4f acc %.4f select %.4f | %s | %.0fs",
                 epoch,
                 train_loss,
                 val["loss"],
                 val["dice"],
                 val["iou"],
                 val["pixel_accuracy"],
+                score,
                 " ".join(f"{k}={v['iou']:.3f}" for k, v in per_source.items()),
                 row["seconds"],
             )
@@ -338,6 +345,16 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         plot_history(history_path, out / "curves.png")
     cleanup(info)
     return {"last": row, "best_iou": best_iou, "output": str(out)}
+
+
+def _selection_score(val: dict[str, float], per_source: dict[str, dict[str, float]], names: list[str]) -> float:
+    """What picks best.pt: the mean IoU over ``names`` (a macro average over sources), or the pooled IoU."""
+    if not names:
+        return val["iou"]
+    missing = [n for n in names if n not in per_source]
+    if missing:
+        raise ValueError(f"--select-sources {missing}: no such validation source (have {sorted(per_source)})")
+    return sum(per_source[n]["iou"] for n in names) / len(names)
 
 
 def _pool(per_source: dict[str, dict[str, float]], sizes: dict[str, int]) -> dict[str, float]:
