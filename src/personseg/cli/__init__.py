@@ -1,4 +1,4 @@
-"""The ``personseg`` command: one parser, one subcommand module per job.
+"""The ``personseg`` command: find people in photos and videos, remove or replace the background, train models.
 
 Each module in :data:`SUBCOMMANDS` defines ``add_parser(subparsers)`` (which registers its parser and sets
 ``func``) ; shared options live once in :mod:`personseg.cli.options`. Modules are imported only when
@@ -29,8 +29,40 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: subcommand -> the pip extra its imports come from (the inference-only install lacks them)
+EXTRAS: dict[str, str] = {
+    "train": "train",
+    "export": "train",
+    "video": "video",
+    "live": "live",
+    "serve": "serve",
+    "ui": "ui",
+}
+
+#: subcommands whose progress is their log (epoch lines, downloads): INFO by default, the rest only warn
+CHATTY = ("train", "data")
+
+
+class MissingExtra(Exception):
+    """A subcommand needs a package of an extra that is not installed."""
+
+
+def missing_extra_message(command: str, exc: ModuleNotFoundError) -> str:
+    extra = EXTRAS.get(command, "train" if exc.name in ("torch", "yaml", "albumentations") else None)
+    module = exc.name or str(exc)
+    if extra is None:
+        return f"personseg {command}: missing Python module {module!r} ({exc})"
+    return (
+        f"personseg {command}: needs the [{extra}] extra (no module named {module!r}): pip install 'personseg[{extra}]'"
+    )
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="personseg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="personseg",
+        description="Find the people in photos and videos, remove or replace the background; train, evaluate "
+        "and export the models that do it. 'personseg COMMAND --help' for each command.",
+    )
     parser.add_argument("--version", action="version", version=f"personseg {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -38,7 +70,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     chosen = next((a for a in argv if a in SUBCOMMANDS), None)
     for name, (module, help_text) in SUBCOMMANDS.items():
         if name == chosen:
-            importlib.import_module(module).add_parser(sub, name, help_text)
+            try:
+                importlib.import_module(module).add_parser(sub, name, help_text)
+            except ModuleNotFoundError as exc:
+                raise MissingExtra(missing_extra_message(name, exc)) from None
             # -v works after the subcommand too (e.g. `python train.py ... -v`).
             sub.choices[name].add_argument(
                 "-v",
@@ -52,21 +87,39 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(verbosity: int) -> None:
-    level = logging.WARNING - 10 * min(verbosity + 1, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+def log_level(command: str | None, verbosity: int, quiet: bool = False) -> int:
+    """WARNING by default (results and problems only), INFO with -v, DEBUG with -vv; ``train`` and ``data``
+    report progress at INFO unless -q."""
+    if quiet:
+        return logging.WARNING
+    base = 1 if command in CHATTY else 0
+    return (logging.WARNING, logging.INFO, logging.DEBUG)[min(base + verbosity, 2)]
+
+
+def setup_logging(level: int) -> None:
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    # Third-party libraries log at INFO about their internals (quantization scales, HTTP internals).
+    for name in ("onnxruntime", "PIL", "matplotlib", "httpx", "urllib3"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
+    try:
+        parser = build_parser(argv)
+    except MissingExtra as exc:
+        print(exc, file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if args.command is None or not hasattr(args, "func"):
         parser.print_help()
         return 2
-    setup_logging(args.verbose)
+    setup_logging(log_level(args.command, args.verbose, getattr(args, "quiet", False)))
     try:
         return int(args.func(args) or 0)
+    except ModuleNotFoundError as exc:
+        print(missing_extra_message(args.command, exc), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("personseg: interrupted", file=sys.stderr)
         return 130

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+
+#: the names personseg.models.registry.MODELS registers (a test keeps them equal); listed here so that
+#: ``personseg models`` answers at once instead of importing torch, timm and smp
+ARCHITECTURES = ("deeplabv3plus", "fpn", "smp_unet", "unet")
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
@@ -16,12 +21,10 @@ def run(args: argparse.Namespace) -> int:
     print("shipped models (personseg.load_model(NAME)):")
     for name, entry in SHIPPED_MODELS.items():
         print(f"  {name:20s} {entry.description}")
-    try:
-        from personseg.models import list_models
-    except ImportError:
-        print("architectures for training: install personseg[train] to list them")
+    if importlib.util.find_spec("torch") is None:
+        print("architectures for training: install personseg[train] to train (pip install 'personseg[train]')")
     else:
         print("architectures for training (personseg train --model NAME):")
-        for name in list_models():
+        for name in ARCHITECTURES:
             print(f"  {name}")
     return 0

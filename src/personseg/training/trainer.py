@@ -77,8 +77,59 @@ class Normalizer:
         return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
 
+class RunClock:
+    """Times training steps for the whole run: an ETA for the progress bar and, after the first timed steps,
+    one warning when the run will be long (the seed's 31M U-Net takes about an hour per epoch on a CPU)."""
+
+    WARN_EPOCH_MINUTES = 10.0
+    TIMED_STEPS = 3  # after one untimed warm-up step
+
+    def __init__(self, steps_per_epoch: int, epochs_left: int, device: torch.device) -> None:
+        self.steps_left = steps_per_epoch * epochs_left
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs_left = epochs_left
+        self.device = device
+        self.seen = 0
+        self.timed = 0.0
+        self.last = time.perf_counter()
+        self.warned = False
+
+    def step(self) -> None:
+        now = time.perf_counter()
+        if self.seen >= 1:  # the first step pays for warm-up and loader start
+            self.timed += now - self.last
+        self.last = now
+        self.seen += 1
+        self.steps_left -= 1
+        if not self.warned and self.seen == self.TIMED_STEPS + 1:
+            self.warned = True
+            per_epoch = self.seconds_per_step * self.steps_per_epoch / 60
+            if per_epoch >= self.WARN_EPOCH_MINUTES:
+                log.warning(
+                    "training on %s: %.1f s per step, about %.0f min per epoch, %s for the %d epoch(s) to go "
+                    "(Ctrl-C stops; --resume continues from the last finished epoch)",
+                    self.device.type.upper(),
+                    self.seconds_per_step,
+                    per_epoch,
+                    _duration(per_epoch * 60 * self.epochs_left),
+                    self.epochs_left,
+                )
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.timed / max(self.seen - 1, 1)
+
+    def eta(self) -> str:
+        return _duration(self.seconds_per_step * max(self.steps_left, 0)) if self.seen > 1 else "?"
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(seconds % 60):02d}s"
+
+
 def train_one_epoch(
-    model, loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, epoch, distiller=None
+    model, loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, epoch, distiller=None, clock=None
 ) -> float:
     model.train()
     total, count = torch.zeros(2, dtype=torch.float64), 0
@@ -101,8 +152,13 @@ def train_one_epoch(
         scaler.update()
         total += torch.tensor([loss.item() * len(images), len(images)], dtype=torch.float64)
         count += 1
+        if clock is not None:
+            clock.step()
         if hasattr(progress, "set_postfix"):
-            progress.set_postfix(loss=f"{total[0] / total[1]:.4f}", refresh=False)
+            postfix = {"loss": f"{total[0] / total[1]:.4f}"}
+            if clock is not None:
+                postfix["run_eta"] = clock.eta()
+            progress.set_postfix(postfix, refresh=False)
     total = all_reduce_sum(total, info)
     return float(total[0] / max(total[1], 1))
 
@@ -265,13 +321,25 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         )
     history_path = out / "history.csv"
     row: dict[str, Any] = {}
+    clock = RunClock(len(train_loader), cfg.epochs - start_epoch + 1, device)
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.time()
         train_set.set_epoch(epoch)
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
         train_loss = train_one_epoch(
-            train_model, train_loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, epoch, distiller
+            train_model,
+            train_loader,
+            optimizer,
+            loss_fn,
+            normalize,
+            autocast,
+            scaler,
+            cfg,
+            info,
+            epoch,
+            distiller,
+            clock=clock if info.is_main else None,
         )
         if info.enabled:
             # BatchNorm running stats drift apart per rank; evaluate (and save) rank 0's model everywhere.

@@ -1,0 +1,103 @@
+"""The ``personseg`` command itself: extras named in one line, quiet default logs, fast listings, run clock."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from personseg.cli import log_level
+from personseg.cli.models import ARCHITECTURES
+from personseg.training import trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``code`` (which may hide modules) then ``personseg ARGS`` in a fresh interpreter."""
+    script = f"import sys\n{code}\nfrom personseg.cli import main\nsys.exit(main({list(args)!r}))"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+@pytest.mark.parametrize(
+    ("hidden", "args", "extra"),
+    [
+        ("yaml", ["train", "--help"], "train"),
+        ("torch", ["train", "--epochs", "1"], "train"),
+        ("torch", ["export", "--checkpoint", "x.pt", "--output", "x.onnx"], "train"),
+        ("av", ["video", "in.mp4", "out.mp4"], "video"),
+        ("fastapi", ["serve"], "serve"),
+    ],
+)
+def test_a_missing_extra_is_named_in_one_line(hidden, args, extra):
+    result = run_cli(f"sys.modules[{hidden!r}] = None", *args)
+    assert result.returncode in (1, 2), result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"pip install 'personseg[{extra}]'" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_models_lists_architectures_without_importing_torch():
+    result = run_cli("", "models")
+    assert result.returncode == 0
+    assert "personseg-default" in result.stdout and "deeplabv3plus" in result.stdout
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom personseg.cli import main\nmain(['models'])\nprint('torch' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_listed_architectures_are_the_registered_ones():
+    from personseg.models import list_models
+
+    assert sorted(ARCHITECTURES) == list_models()
+
+
+def test_log_levels_quiet_by_default_progress_for_train():
+    assert log_level("remove", 0) == logging.WARNING
+    assert log_level("remove", 1) == logging.INFO
+    assert log_level("remove", 2) == logging.DEBUG
+    assert log_level("train", 0) == logging.INFO
+    assert log_level("train", 0, quiet=True) == logging.WARNING
+
+
+def test_plain_remove_logs_nothing_at_info(tmp_path):
+    photo = REPO / "src" / "personseg" / "assets" / "astronaut.png"
+    result = run_cli("", "remove", str(photo), "-o", str(tmp_path), "--model", "personseg-fast")
+    assert result.returncode == 0, result.stderr
+    assert "INFO" not in result.stderr
+    assert any(tmp_path.iterdir())
+
+
+def test_run_clock_warns_once_about_a_long_run_with_an_eta(monkeypatch, caplog):
+    now = iter([0.0, 5.0, 35.0, 65.0, 95.0, 125.0, 155.0])  # construction, then 30 s per step after warm-up
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: next(now))
+    clock = trainer.RunClock(steps_per_epoch=100, epochs_left=2, device=trainer.torch.device("cpu"))
+    with caplog.at_level(logging.WARNING, logger="personseg.training.trainer"):
+        for _ in range(6):
+            clock.step()
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "30.0 s per step" in warnings[0] and "about 50 min per epoch" in warnings[0] and "1h40m" in warnings[0]
+    assert clock.eta() == "1h37m"  # 194 steps left x 30 s
+
+
+def test_run_clock_is_silent_for_short_runs(monkeypatch, caplog):
+    now = iter(float(i) for i in range(10))  # 1 s per step
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: next(now))
+    clock = trainer.RunClock(steps_per_epoch=10, epochs_left=1, device=trainer.torch.device("cpu"))
+    with caplog.at_level(logging.WARNING, logger="personseg.training.trainer"):
+        for _ in range(5):
+            clock.step()
+    assert not caplog.records
+    assert clock.eta() == "0m05s"
