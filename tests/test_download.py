@@ -28,7 +28,14 @@ from PIL import Image
 
 import personseg.data.sources as sources
 from personseg.cli import main as cli_main
-from personseg.data.download import ChecksumError, UnsafeArchiveError, download_file, extract
+from personseg.data.download import (
+    ChecksumError,
+    DownloadError,
+    UnreachableError,
+    UnsafeArchiveError,
+    download_file,
+    extract,
+)
 from personseg.data.sources import RemoteFile, prepare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -415,3 +422,35 @@ def test_script_default_and_explicit_dataset(server, tmp_path):
     done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     _check_penn_fudan(tmp_path / "pf")
+
+
+def test_unreachable_host_fails_at_once_with_the_offline_hint(monkeypatch, tmp_path, caplog):
+    import socket
+    import urllib.error
+
+    calls = []
+
+    def no_network(*args, **kwargs):
+        calls.append(args)
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    with pytest.raises(UnreachableError) as info:
+        download_file("https://example.invalid/PennFudanPed.zip", tmp_path / "PennFudanPed.zip")
+    message = str(info.value)
+    assert len(calls) == 1  # not retried as an "interruption"
+    assert "cannot reach example.invalid" in message and "--url file://" in message and "--data DIR" in message
+    assert "partial file" not in message and not any(tmp_path.iterdir())
+    assert "interrupted" not in caplog.text
+
+
+def test_refused_connection_does_not_promise_a_partial_file(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a free port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/blob.bin"
+    with pytest.raises(DownloadError) as info:
+        download_file(url, tmp_path / "blob.bin", attempts=1)
+    assert "partial file" not in str(info.value)
+    assert not (tmp_path / "blob.bin.part").exists()

@@ -13,9 +13,11 @@ import http.client
 import logging
 import os
 import shutil
+import socket
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -28,6 +30,16 @@ _USER_AGENT = "personseg-data/0.1 (+https://pypi.org/project/personseg)"
 
 class DownloadError(RuntimeError):
     """A file could not be fetched or does not match what the registry expects."""
+
+
+class UnreachableError(DownloadError):
+    """The server could not be reached at all (no network, DNS failure, refused): retrying will not help."""
+
+
+OFFLINE_HINT = (
+    "no network? fetch the archive on another machine and pass --url file:///path/to/it (or a mirror's URL), "
+    "or train on a folder of your own with images/ and masks/ (--data DIR)"
+)
 
 
 class ChecksumError(DownloadError):
@@ -75,6 +87,11 @@ def _open(url: str, offset: int, timeout: float):
         if exc.code == 416 and offset:  # the partial file already holds everything the server has
             return None, 416
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:  # DNS failure, refused, unreachable: nothing was transferred
+        if isinstance(exc.reason, TimeoutError | socket.timeout):
+            raise TimeoutError(f"timed out connecting to {url}") from None  # a slow server: worth a retry
+        host = urllib.parse.urlsplit(url).netloc or url
+        raise UnreachableError(f"cannot reach {host} ({exc.reason}); {OFFLINE_HINT}") from None
     return response, response.status
 
 
@@ -165,7 +182,9 @@ def download_file(
             break
         except (OSError, http.client.HTTPException) as exc:  # dropped connection, timeout, refused: resume
             if attempt == attempts:
-                raise DownloadError(f"{url}: {exc} (partial file kept at {part}; run again to resume)") from None
+                kept = part.exists() and part.stat().st_size > 0
+                where = f"partial file kept at {part}; run again to resume" if kept else OFFLINE_HINT
+                raise DownloadError(f"{url}: {exc} ({where})") from None
             log.warning("download of %s interrupted (%s); resuming (attempt %d/%d)", url, exc, attempt + 1, attempts)
             time.sleep(0.5 * attempt)
     if not part.exists():
