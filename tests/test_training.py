@@ -151,7 +151,7 @@ def test_parser_rejects_bad_choices(capsys):
 
 
 def test_every_shipped_config_loads():
-    paths = sorted((REPO / "configs").glob("*.yaml"))
+    paths = sorted((REPO / "configs").glob("*.yaml")) + sorted((REPO / "configs" / "experiments").glob("*.yaml"))
     assert paths, "no configs/*.yaml found"
     for path in paths:
         cfg = TrainConfig.from_yaml(path)
