@@ -409,3 +409,29 @@ def test_plot_history_writes_a_png(tmp_path):
     with Image.open(tmp_path / "curves.png") as im:
         assert im.format == "PNG"
         assert im.size[0] > im.size[1] > 100
+
+
+@pytest.mark.parametrize(("field", "value", "named"), [("model", "resnet9000", "--model"), ("loss", "l7", "l7")])
+def test_unknown_model_or_loss_fails_before_any_data_is_read(tmp_path, field, value, named):
+    cfg = tiny_config(tmp_path / "missing", tmp_path / "missing", tmp_path / "run", **{field: value})
+    with pytest.raises(KeyError, match=named):  # not the DatasetError the missing folder would give
+        trainer.main(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_tensorboard_writer_is_closed_when_an_epoch_fails(tmp_path, monkeypatch):
+    data = make_folder(tmp_path / "data", 2)
+    closed = []
+
+    class Writer:
+        def __init__(self, *a, **k):
+            pass
+
+        def close(self):
+            closed.append(True)
+
+    monkeypatch.setattr(trainer, "_open_writer", lambda out: Writer())
+    monkeypatch.setattr(trainer, "train_one_epoch", lambda ctx, epoch: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        trainer.main(tiny_config(data, data, tmp_path / "run"))
+    assert closed == [True]

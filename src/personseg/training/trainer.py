@@ -14,12 +14,15 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
 from personseg.losses import drop_ignored, get_loss
 from personseg.metrics import MetricAccumulator
@@ -128,38 +131,53 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(seconds % 60):02d}s"
 
 
-def train_one_epoch(
-    model, loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, epoch, distiller=None, clock=None
-) -> float:
-    model.train()
-    total, count = torch.zeros(2, dtype=torch.float64), 0
-    progress = _progress(loader, info, f"epoch {epoch}/{cfg.epochs} train")
+@dataclass
+class EpochContext:
+    """Everything one training epoch uses, built once by :func:`main`."""
+
+    model: torch.nn.Module  # what trains: possibly compiled and/or DDP-wrapped
+    loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    loss_fn: torch.nn.Module
+    normalize: Normalizer
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    scaler: torch.amp.GradScaler
+    cfg: TrainConfig
+    info: DistInfo
+    distiller: Distiller | None = None
+    clock: RunClock | None = None
+
+
+def train_one_epoch(ctx: EpochContext, epoch: int) -> float:
+    """One pass over ``ctx.loader``; returns the mean training loss (over all ranks)."""
+    ctx.model.train()
+    total = torch.zeros(2, dtype=torch.float64)
+    progress = _progress(ctx.loader, ctx.info, f"epoch {epoch}/{ctx.cfg.epochs} train")
     for images, masks in progress:
-        x, y = normalize(images), masks.to(normalize.device, non_blocking=True)
-        if distiller is not None:
-            x, y, soft = distiller.split(x, y)
-        with autocast():
-            logits = model(x).float()
-        loss = loss_fn(*drop_ignored(logits, y))
-        if distiller is not None:
-            loss = distiller.blend(loss, logits, soft)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+        x, y = ctx.normalize(images), masks.to(ctx.normalize.device, non_blocking=True)
+        if ctx.distiller is not None:
+            x, y, soft = ctx.distiller.split(x, y)
+        with ctx.autocast():
+            logits = ctx.model(x).float()
+        loss = ctx.loss_fn(*drop_ignored(logits, y))
+        if ctx.distiller is not None:
+            loss = ctx.distiller.blend(loss, logits, soft)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        ctx.scaler.scale(loss).backward()
+        if ctx.cfg.grad_clip > 0:
+            ctx.scaler.unscale_(ctx.optimizer)
+            torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.cfg.grad_clip)
+        ctx.scaler.step(ctx.optimizer)
+        ctx.scaler.update()
         total += torch.tensor([loss.item() * len(images), len(images)], dtype=torch.float64)
-        count += 1
-        if clock is not None:
-            clock.step()
+        if ctx.clock is not None:
+            ctx.clock.step()
         if hasattr(progress, "set_postfix"):
             postfix = {"loss": f"{total[0] / total[1]:.4f}"}
-            if clock is not None:
-                postfix["run_eta"] = clock.eta()
+            if ctx.clock is not None:
+                postfix["run_eta"] = ctx.clock.eta()
             progress.set_postfix(postfix, refresh=False)
-    total = all_reduce_sum(total, info)
+    total = all_reduce_sum(total, ctx.info)
     return float(total[0] / max(total[1], 1))
 
 
@@ -237,8 +255,54 @@ def _val_grid(model, val_loader, normalize, autocast, n: int) -> np.ndarray:
     return prediction_grid(images.permute(0, 2, 3, 1).numpy(), masks[:, 0].numpy(), probs[:, 0].cpu().numpy())
 
 
+def check_names(cfg: TrainConfig) -> None:
+    """Fail on an unknown --model or --loss before minutes go into loading datasets."""
+    from personseg.models import list_models
+
+    if cfg.model not in list_models():
+        raise KeyError(f"--model {cfg.model!r}: unknown architecture; valid: {', '.join(list_models())}")
+    get_loss(cfg.loss)
+
+
+def restore(ckpt_path: Path, model, optimizer, scheduler, scaler, cfg: TrainConfig) -> tuple[int, float, int]:
+    """Load ``last.pt`` into the live objects; returns (next epoch, best score, stale epochs)."""
+    ckpt = read_checkpoint(ckpt_path)
+    model.load_state_dict(ckpt["state_dict"])
+    ts = ckpt["train_state"]
+    optimizer.load_state_dict(ts["optimizer"])
+    if scheduler is not None and ts.get("scheduler"):
+        scheduler.load_state_dict(ts["scheduler"])
+        if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max != cfg.epochs:
+            # --epochs changed on resume: stretch/shrink the cosine from where it is to the new end.
+            log.info("cosine schedule: T_max %d -> %d epochs", scheduler.T_max, cfg.epochs)
+            scheduler.T_max = cfg.epochs
+    if ts.get("scaler"):
+        scaler.load_state_dict(ts["scaler"])
+    _set_rng_state(ts["rng"])
+    return ts["epoch"] + 1, ts["best_iou"], ts["stale"]
+
+
+def save_epoch(out: Path, model, ctx: EpochContext, scheduler, epoch: int, metrics, best: float, stale: int, improved):
+    """``last.pt`` (weights + what --resume needs) every epoch, ``best.pt`` (weights only) when it improved."""
+    train_state = {
+        "epoch": epoch,
+        "best_iou": best,
+        "stale": stale,
+        "optimizer": ctx.optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": ctx.scaler.state_dict(),
+        "rng": _rng_state(),
+    }
+    ckpt = make_checkpoint(model, checkpoint_meta(ctx.cfg, epoch, metrics), train_state)
+    atomic_save(ckpt, out / "last.pt")
+    if improved:
+        del ckpt["train_state"]
+        atomic_save(ckpt, out / "best.pt")
+
+
 def main(cfg: TrainConfig) -> dict[str, Any]:
     """Train as configured; returns the final history row and paths. Safe to call under torchrun."""
+    check_names(cfg)
     device = pick_device(cfg.device)
     info = init_distributed(device)
     if info.enabled and device.type == "cuda":
@@ -247,13 +311,13 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed + info.rank)
     out = Path(cfg.output)
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if cfg.resume and not last_path.is_file():
-        raise FileNotFoundError(f"--resume: {last_path} does not exist (train without --resume first)")
+    if cfg.resume and not (out / "last.pt").is_file():
+        raise FileNotFoundError(f"--resume: {out / 'last.pt'} does not exist (train without --resume first)")
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save_yaml(out / "config.yaml")
 
+    # --- data, model, optimisation
     autocast, use_scaler = autocast_for(cfg, device)
     distiller = None
     if cfg.teacher:
@@ -269,7 +333,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             flip=cfg.teacher_flip,
         )
     train_set, val_sets = builders.build_datasets(cfg, train_size=distiller.size if distiller else None)
-    _selection_score({}, {k: {"iou": 0.0} for k in val_sets}, cfg.select_sources)  # unknown names fail now
+    _selection_score({"iou": 0.0}, {k: {"iou": 0.0} for k in val_sets}, cfg.select_sources)  # unknown names fail now
     train_loader, val_loaders = builders.build_loaders(cfg, train_set, val_sets, info, pin=device.type == "cuda")
     model = builders.build_model(cfg).to(device)
     if cfg.channels_last:
@@ -284,34 +348,16 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
 
     start_epoch, best_iou, stale = 1, -1.0, 0
     if cfg.resume:
-        ckpt = read_checkpoint(last_path)
-        model.load_state_dict(ckpt["state_dict"])
-        ts = ckpt["train_state"]
-        optimizer.load_state_dict(ts["optimizer"])
-        if scheduler is not None and ts.get("scheduler"):
-            scheduler.load_state_dict(ts["scheduler"])
-            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max != cfg.epochs:
-                # --epochs changed on resume: stretch/shrink the cosine from where it is to the new end.
-                log.info("cosine schedule: T_max %d -> %d epochs", scheduler.T_max, cfg.epochs)
-                scheduler.T_max = cfg.epochs
-        if ts.get("scaler"):
-            scaler.load_state_dict(ts["scaler"])
-        _set_rng_state(ts["rng"])
-        start_epoch, best_iou, stale = ts["epoch"] + 1, ts["best_iou"], ts["stale"]
+        start_epoch, best_iou, stale = restore(out / "last.pt", model, optimizer, scheduler, scaler, cfg)
         if info.is_main:
-            log.info("resumed from %s at epoch %d", last_path, start_epoch)
+            log.info("resumed from %s at epoch %d", out / "last.pt", start_epoch)
 
-    train_model = model
-    if cfg.compile:
-        train_model = torch.compile(model)
+    train_model = torch.compile(model) if cfg.compile else model
     if info.enabled:
         train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    writer = None
+    ctx = EpochContext(train_model, train_loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, distiller)
     if info.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tensorboard"))
+        ctx.clock = RunClock(len(train_loader), cfg.epochs - start_epoch + 1, device)
         log.info(
             "model %s: %.2fM parameters; %d train samples/epoch; val %s",
             cfg.model,
@@ -319,100 +365,84 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             len(train_set),
             {k: len(v) for k, v in val_sets.items()},
         )
+
+    # --- the epochs
+    writer = _open_writer(out) if info.is_main else None
     history_path = out / "history.csv"
     row: dict[str, Any] = {}
-    clock = RunClock(len(train_loader), cfg.epochs - start_epoch + 1, device)
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        t0 = time.time()
-        train_set.set_epoch(epoch)
-        if hasattr(train_loader.sampler, "set_epoch"):
-            train_loader.sampler.set_epoch(epoch)
-        train_loss = train_one_epoch(
-            train_model,
-            train_loader,
-            optimizer,
-            loss_fn,
-            normalize,
-            autocast,
-            scaler,
-            cfg,
-            info,
-            epoch,
-            distiller,
-            clock=clock if info.is_main else None,
-        )
-        if info.enabled:
-            # BatchNorm running stats drift apart per rank; evaluate (and save) rank 0's model everywhere.
-            for buffer in unwrap(model).buffers():
-                torch.distributed.broadcast(buffer, 0)
-        per_source = {
-            name: evaluate(model, loader, loss_fn, normalize, autocast, info, f"val {name}")
-            for name, loader in val_loaders.items()
-        }
-        val = _pool(per_source, {k: len(v) for k, v in val_sets.items()})
-        score = _selection_score(val, per_source, cfg.select_sources)
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val["loss"])
-        elif scheduler is not None:
-            scheduler.step()
-        improved = score > best_iou
-        best_iou, stale = (score, 0) if improved else (best_iou, stale + 1)
-        row = {
-            "epoch": epoch,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": train_loss,
-            "val_loss": val["loss"],
-            "val_dice": val["dice"],
-            "val_iou": val["iou"],
-            "val_pixel_accuracy": val["pixel_accuracy"],
-            "val_select": score,
-            "seconds": round(time.time() - t0, 1),
-        }
-        if info.is_main:
-            metrics = {"overall": val, **per_source}
-            train_state = {
-                "epoch": epoch,
-                "best_iou": best_iou,
-                "stale": stale,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict(),
-                "rng": _rng_state(),
+    try:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t0 = time.time()
+            train_set.set_epoch(epoch)
+            if hasattr(train_loader.sampler, "set_epoch"):
+                train_loader.sampler.set_epoch(epoch)
+            train_loss = train_one_epoch(ctx, epoch)
+            if info.enabled:
+                # BatchNorm running stats drift apart per rank; evaluate (and save) rank 0's model everywhere.
+                for buffer in unwrap(model).buffers():
+                    torch.distributed.broadcast(buffer, 0)
+            per_source = {
+                name: evaluate(model, loader, loss_fn, normalize, autocast, info, f"val {name}")
+                for name, loader in val_loaders.items()
             }
-            ckpt = make_checkpoint(model, checkpoint_meta(cfg, epoch, metrics), train_state)
-            atomic_save(ckpt, last_path)
-            if improved:
-                del ckpt["train_state"]
-                atomic_save(ckpt, best_path)
-            _append_history(history_path, row)
-            _log_epoch(writer, row, per_source, epoch)
-            if cfg.vis_every and epoch % cfg.vis_every == 0:
-                first = next(iter(val_loaders.values()))
-                grid = _val_grid(model, first, normalize, autocast, cfg.vis_images)
-                save_grid(grid, out / "val_predictions.png")
-                writer.add_image("val/predictions", grid, epoch, dataformats="HWC")
-            log.info(
-                "epoch %d: train %.4f | val loss %.4f dice %.4f iou %.4f acc %.4f select %.4f | %s | %.0fs",
-                epoch,
-                train_loss,
-                val["loss"],
-                val["dice"],
-                val["iou"],
-                val["pixel_accuracy"],
-                score,
-                " ".join(f"{k}={v['iou']:.3f}" for k, v in per_source.items()),
-                row["seconds"],
-            )
-        barrier(info)
-        if cfg.early_stopping and stale >= cfg.early_stopping:
+            val = _pool(per_source, {k: len(v) for k, v in val_sets.items()})
+            score = _selection_score(val, per_source, cfg.select_sources)
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val["loss"])
+            elif scheduler is not None:
+                scheduler.step()
+            improved = score > best_iou
+            best_iou, stale = (score, 0) if improved else (best_iou, stale + 1)
+            row = {
+                "epoch": epoch,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": train_loss,
+                "val_loss": val["loss"],
+                "val_dice": val["dice"],
+                "val_iou": val["iou"],
+                "val_pixel_accuracy": val["pixel_accuracy"],
+                "val_select": score,
+                "seconds": round(time.time() - t0, 1),
+            }
             if info.is_main:
-                log.info("early stopping: no val IoU improvement for %d epochs", stale)
-            break
+                metrics = {"overall": val, **per_source}
+                save_epoch(out, model, ctx, scheduler, epoch, metrics, best_iou, stale, improved)
+                _append_history(history_path, row)
+                _log_epoch(writer, row, per_source, epoch)
+                if cfg.vis_every and epoch % cfg.vis_every == 0:
+                    grid = _val_grid(model, next(iter(val_loaders.values())), normalize, autocast, cfg.vis_images)
+                    save_grid(grid, out / "val_predictions.png")
+                    writer.add_image("val/predictions", grid, epoch, dataformats="HWC")
+                log.info(
+                    "epoch %d: train %.4f | val loss %.4f dice %.4f iou %.4f acc %.4f select %.4f | %s | %.0fs",
+                    epoch,
+                    train_loss,
+                    val["loss"],
+                    val["dice"],
+                    val["iou"],
+                    val["pixel_accuracy"],
+                    score,
+                    " ".join(f"{k}={v['iou']:.3f}" for k, v in per_source.items()),
+                    row["seconds"],
+                )
+            barrier(info)
+            if cfg.early_stopping and stale >= cfg.early_stopping:
+                if info.is_main:
+                    log.info("early stopping: no val IoU improvement for %d epochs", stale)
+                break
+    finally:
+        if writer is not None:
+            writer.close()
     if info.is_main and history_path.exists():
-        writer.close()
         plot_history(history_path, out / "curves.png")
     cleanup(info)
     return {"last": row, "best_iou": best_iou, "output": str(out)}
+
+
+def _open_writer(out: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _selection_score(val: dict[str, float], per_source: dict[str, dict[str, float]], names: list[str]) -> float:
