@@ -7,17 +7,29 @@
    so mean |mask_t - mask_(t-1)| is pure flicker) and a *moving* clip (her cut-out, pasted with a known hard
    mask, sliding over a textured backdrop: the truth moves, so mean |dpred - dtruth| is flicker plus lag), with
    the IoU against the truth.
+3. Real footage (``--davis DIR``): every labelled sequence of davis_people, frames in order, at full
+   resolution: per-frame model, the ``personseg video`` path (stabiliser on) and MediaPipe, each with IoU,
+   temporal error (mean abs((p_t - p_t-1) - (g_t - g_t-1)) x 100: the change the model makes that the truth does
+   not) and flicker (mean abs(p_t - p_t-1) x 100 where the truth did not change); see
+   ``personseg.evaluation.temporal_scores``. Per sequence, then the mean over the sequences a model was not
+   trained on and over those it was (``--trained-config``: the training config whose val_patterns held
+   sequences out; without it, every sequence counts as unseen, true of the models shipped before v2).
+   Sequences where only the main subject is labelled (dance-jump) are reported apart, with ``--subject main``.
 
     python benchmarks/video_bench.py --frames 30 --threads 2
+    python benchmarks/video_bench.py --skip-speed --skip-stability --davis ../shared/data/davis_people \
+        --trained-config configs/personseg-default-v2.yaml
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import itertools
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -28,9 +40,15 @@ from personseg.inference import compose, refine
 from personseg.inference.io import read_image
 from personseg.inference.remove import RemoveOptions
 from personseg.video import Stabilizer, VideoOptions, process_video
+from personseg.video.stabilize import FlowStabilizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine  # noqa: E402
+from peers import DEFAULT_MEDIAPIPE, MediaPipeSelfie  # noqa: E402
+
+from personseg.evaluation import MAIN_SUBJECT, read_split_config, temporal_scores  # noqa: E402
+from personseg.inference.remove import postprocess  # noqa: E402
+from personseg.inference.subject import SubjectTracker  # noqa: E402
 
 ASSETS = Path(personseg.__file__).parent / "assets"
 SIZES = ("640x360", "1280x720", "1920x1080")
@@ -144,6 +162,94 @@ def stability(models: list[str], frames: int, threads: int, strength: float) -> 
     return rows
 
 
+def load_sequences(root: Path) -> dict[str, list[tuple[Path, Path]]]:
+    """davis-style ``SEQUENCE_FRAME`` stems -> (image, mask) paths in frame order."""
+    sequences: dict[str, list[tuple[Path, Path]]] = {}
+    for image in sorted((root / "images").iterdir()):
+        mask = root / "masks" / f"{image.stem}.png"
+        if mask.exists():
+            sequences.setdefault(image.stem.rsplit("_", 1)[0], []).append((image, mask))
+    if not sequences:
+        raise SystemExit(f"{root}: no images/ + masks/ pairs")
+    return sequences
+
+
+def video_path_masks(model, frames: list[np.ndarray], stabilizer, subject: SubjectTracker | None) -> list[np.ndarray]:
+    """Full-resolution alpha per frame exactly as ``personseg video`` makes it (without the compositing)."""
+    options = RemoveOptions()
+    threshold = options.threshold_for(model)
+    out = []
+    for rgb in frames:
+        low = model.predict_lowres([rgb])[0]
+        if stabilizer is not None:
+            low = stabilizer.update(low, rgb)
+        alpha = postprocess(rgb, refine.guided_upsample(low, rgb), options, threshold)
+        out.append(subject(alpha, rgb) if subject is not None else alpha)
+    return out
+
+
+def real_footage(
+    root: Path, models: list[str], threads: int, strength: float, trained: list[str], max_frames: int
+) -> list[str]:
+    import fnmatch
+
+    sequences = load_sequences(root)
+    main_only = [g.partition("/")[2] for g in MAIN_SUBJECT if g.startswith(root.name + "/")]
+    runs: list[tuple[str, Callable]] = []
+    for name in models:
+        model = personseg.load_model(name, threads=threads)
+        runs.append((f"{name} per frame", lambda f, m=model: video_path_masks(m, f, None, None)))
+        runs.append((f"{name} video path", lambda f, m=model: video_path_masks(m, f, Stabilizer(strength), None)))
+        runs.append(
+            (f"{name} flow stabiliser", lambda f, m=model: video_path_masks(m, f, FlowStabilizer(strength), None))
+        )
+    if DEFAULT_MEDIAPIPE.exists():
+        peer = MediaPipeSelfie(threads=threads)
+        runs.append(("mediapipe per frame", lambda f: [peer.predict(x) for x in f]))
+    main_runs = [
+        (
+            f"{name} video path --subject main",
+            lambda f, m=personseg.load_model(name, threads=threads): video_path_masks(
+                m, f, Stabilizer(strength), SubjectTracker()
+            ),
+        )
+        for name in models
+    ]
+    rows = [
+        "| sequence | trained on | method | frames | IoU | temporal error | flicker |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    summary: dict[tuple[str, bool], list[dict]] = {}
+    for seq, pairs in sequences.items():
+        pairs = pairs[:max_frames] if max_frames else pairs
+        frames = [read_image(p).rgb for p, _ in pairs]
+        truths = [read_image(m).rgb[..., 0].astype(np.float32) / 255.0 for _, m in pairs]
+        is_main = any(fnmatch.fnmatchcase(pairs[0][0].stem, g) for g in main_only)
+        seen = any(fnmatch.fnmatchcase(pairs[0][0].stem, g) for g in trained)
+        for label, run in runs + (main_runs if is_main else []):
+            scores = temporal_scores(run(frames), truths)
+            if not is_main:
+                summary.setdefault((label, seen), []).append(scores)
+            tag = f"{seq} (main subject only)" if is_main else seq
+            rows.append(
+                f"| {tag} | {'yes' if seen else 'no'} | {label} | {scores['frames']} | {scores['iou']:.3f} | "
+                f"{scores['temporal_error']:.2f} | {scores['flicker']:.2f} |"
+            )
+            print(rows[-1], flush=True)
+    rows += [
+        "",
+        "| sequences | method | sequences | IoU | temporal error | flicker |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for (label, seen), items in summary.items():
+        mean = {k: float(np.mean([i[k] for i in items])) for k in ("iou", "temporal_error", "flicker")}
+        rows.append(
+            f"| {'trained on' if seen else 'not trained on'} | {label} | {len(items)} | {mean['iou']:.3f} | "
+            f"{mean['temporal_error']:.2f} | {mean['flicker']:.2f} |"
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30, help="frames per clip (default: 30)")
@@ -155,6 +261,11 @@ def main() -> None:
         "--foreground", choices=("blur", "ml", "none"), default="blur", help="foreground estimation (default: blur)"
     )
     parser.add_argument("--strength", type=float, default=0.7, help="stabiliser strength (default: 0.7)")
+    parser.add_argument("--davis", type=Path, help="davis_people-style folder: score real labelled sequences")
+    parser.add_argument(
+        "--trained-config", help="training config whose val_patterns name the sequences the model did NOT train on"
+    )
+    parser.add_argument("--max-frames", type=int, default=0, help="frames per real sequence (0: all)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-stability", action="store_true")
     args = parser.parse_args()
@@ -170,6 +281,17 @@ def main() -> None:
             print(f"(speed: {time.perf_counter() - start:.0f} s)\n", flush=True)
     if not args.skip_stability:
         tables.append(stability(args.models, args.frames, args.threads, args.strength))
+    if args.davis:
+        trained: list[str] = []
+        if args.trained_config:
+            split = read_split_config(args.trained_config)
+            held_out = [g.partition("/")[2] for g in split.val_patterns if g.startswith(args.davis.name + "/")]
+            trained = [
+                f"{seq}_*"
+                for seq in load_sequences(args.davis)
+                if not any(fnmatch.fnmatchcase(f"{seq}_00000", g) for g in held_out)
+            ]
+        tables.append(real_footage(args.davis, args.models, args.threads, args.strength, trained, args.max_frames))
     print()
     for rows in tables:
         print("\n".join(rows) + "\n")

@@ -131,3 +131,24 @@ def test_evaluate_cli_reports_sources_and_macro(split_data, tmp_path, capsys):
 def test_evaluation_imports_without_torch():
     code = "import sys; sys.modules['torch'] = None; import personseg.evaluation, personseg.cli.evaluate"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_temporal_scores_against_hand_computed_values():
+    from personseg.evaluation import temporal_scores
+
+    g0 = np.array([[0, 0, 1, 1]], np.float32)
+    g1 = np.array([[0, 1, 1, 1]], np.float32)  # the edge moves one pixel left
+    p0 = np.array([[0.2, 0.0, 1.0, 1.0]], np.float32)
+    p1 = np.array([[0.0, 0.0, 1.0, 0.6]], np.float32)  # lags the edge, boils at 0 and 3
+    out = temporal_scores([p0, p1], [g0, g1])
+    # IoU: frame 0 {2,3} vs {2,3} = 1; frame 1 {2,3} vs {1,2,3} = 2/3
+    assert out["iou"] == pytest.approx((1 + 2 / 3) / 2)
+    # dp = [-0.2, 0, 0, -0.4], dg = [0, 1, 0, 0]: |dp - dg| = [0.2, 1, 0, 0.4], mean 0.4 -> 40
+    assert out["temporal_error"] == pytest.approx(40.0)
+    # still pixels 0, 2, 3: |dp| = 0.2, 0, 0.4 -> mean 0.2 -> 20
+    assert out["flicker"] == pytest.approx(20.0)
+    assert out["frames"] == 2
+    steady = temporal_scores([g0, g1], [g0, g1])
+    assert steady["temporal_error"] == 0 and steady["flicker"] == 0 and steady["iou"] == 1
+    with pytest.raises(ValueError, match="as many predictions"):
+        temporal_scores([p0], [g0, g1])

@@ -246,3 +246,34 @@ def evaluation_folders(
     if not folders:
         raise ValueError(f"no validation images in {', '.join(map(str, roots))}: check the split")
     return folders
+
+
+def temporal_scores(preds: Sequence[np.ndarray], truths: Sequence[np.ndarray], threshold: float = 0.5) -> dict:
+    """Steadiness of a sequence of soft masks against the truth, frames in order (all HxW float in [0, 1]).
+
+    * ``iou``: mean per-frame IoU;
+    * ``temporal_error``: mean over frames t >= 1 of mean |(p_t - p_t-1) - (g_t - g_t-1)| x 100, the change the
+      model makes that the truth does not (flicker plus lag);
+    * ``flicker``: mean |p_t - p_t-1| x 100 over the pixels where the truth did not change, pooled over the
+      sequence.
+    """
+    if len(preds) != len(truths) or not preds:
+        raise ValueError(f"need as many predictions as truths (got {len(preds)} and {len(truths)}), at least one")
+    ious = [
+        _ratio(tp, tp + fp + fn)
+        for tp, fp, fn, _ in (confusion(p, t, threshold) for p, t in zip(preds, truths, strict=True))
+    ]
+    errors, still_sum, still_count = [], 0.0, 0
+    for t in range(1, len(preds)):
+        dp = preds[t].astype(np.float32) - preds[t - 1]
+        dg = truths[t].astype(np.float32) - truths[t - 1]
+        errors.append(float(np.abs(dp - dg).mean()))
+        still = dg == 0
+        still_sum += float(np.abs(dp[still]).sum())
+        still_count += int(still.sum())
+    return {
+        "iou": float(np.mean(ious)),
+        "temporal_error": 100 * float(np.mean(errors)) if errors else 0.0,
+        "flicker": 100 * still_sum / still_count if still_count else 0.0,
+        "frames": len(preds),
+    }

@@ -11,6 +11,12 @@ probability, but per pixel and gated twice:
 
 ``strength`` in [0, 1) is the weight the past gets in still, equally confident regions (0: off). It runs
 at the network's resolution (~256 px): a few milliseconds per frame, mostly the frame's downscale.
+
+With a moving camera every pixel "moves", the motion gate opens everywhere and that smoother does nothing.
+:class:`FlowStabilizer` first follows the motion: dense optical flow (OpenCV's DIS, at the network's resolution)
+warps the previous probability onto the current frame, and the gate is the photometric error that remains after
+warping (occlusions, flow failures), so moving edges stop lagging and still ones stop boiling under a panning
+camera too.
 """
 
 from __future__ import annotations
@@ -71,4 +77,55 @@ class Stabilizer:
         out = keep * self._prob + (1.0 - keep) * prob
         self._prob = out
         self._guide = guide
+        return out
+
+
+class FlowStabilizer(Stabilizer):
+    """Motion-compensated smoother: the past probability is warped along dense optical flow before blending.
+
+    Same ``strength`` and confidence gate as :class:`Stabilizer`; the motion gate is computed on the warped
+    previous frame, so only what the flow cannot explain (occlusion, new objects, flow errors) resets.
+    """
+
+    def __init__(
+        self,
+        strength: float = DEFAULT_STRENGTH,
+        motion_low: float = 0.04,
+        motion_high: float = 0.12,
+        scene_cut: float = 0.6,
+    ) -> None:
+        super().__init__(strength, motion_low, motion_high, scene_cut)
+        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+
+    def reset(self) -> None:
+        super().reset()
+        self._gray: np.ndarray | None = None
+
+    def update(self, prob: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        prob = prob.astype(np.float32, copy=False)
+        h, w = prob.shape
+        small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        guide = small.astype(np.float32) * (1.0 / 255.0)
+        if self.strength == 0.0 or self._prob is None or self._prob.shape != prob.shape:
+            self._prob, self._guide, self._gray = prob.copy(), guide, gray
+            return prob
+        # Flow from the current frame to the previous one: where each current pixel was a frame ago.
+        flow = self._flow.calc(gray, self._gray, None)
+        grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
+        past = cv2.remap(self._prob, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        past_guide = cv2.remap(self._guide, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        outside = (map_x < 0) | (map_x > w - 1) | (map_y < 0) | (map_y > h - 1)  # came into view this frame
+        diff = cv2.blur(np.abs(guide - past_guide).max(axis=2), (3, 3))
+        unexplained = np.clip((diff - self.motion_low) / (self.motion_high - self.motion_low), 0.0, 1.0)
+        unexplained[outside] = 1.0
+        if float(unexplained.mean()) > self.scene_cut:
+            self._prob, self._guide, self._gray = prob.copy(), guide, gray
+            return prob
+        conf_new = np.abs(2.0 * prob - 1.0)
+        conf_old = np.abs(2.0 * past - 1.0)
+        keep = self.strength * (1.0 - unexplained) * np.clip(1.0 + conf_old - conf_new, 0.0, 1.0)
+        out = keep * past + (1.0 - keep) * prob
+        self._prob, self._guide, self._gray = out, guide, gray
         return out
