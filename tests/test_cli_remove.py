@@ -250,3 +250,89 @@ def test_seed_inference_script_works_from_anywhere_without_torch(tiny_model, pho
     )
     assert result.returncode == 0, result.stderr
     assert _files(tmp_path / "results") == ["a_comparison.jpg", "a_cutout.png", "a_mask.png", "a_original.jpg"]
+
+
+# --- issue 15: hostile and careless inputs ---------------------------------------------------------------------
+
+
+def test_a_panorama_keeps_every_output_and_a_small_comparison(cli, tmp_path, capfd) -> None:
+    wide = tmp_path / "wide.jpg"
+    Image.fromarray(disc_image(20, 22000)[0]).save(wide, quality=90)
+    assert cli(wide, "-o", tmp_path / "o") == 0
+    assert _files(tmp_path / "o") == ["wide_comparison.jpg", "wide_cutout.png", "wide_mask.png", "wide_original.jpg"]
+    with Image.open(tmp_path / "o" / "wide_comparison.jpg") as strip:
+        assert strip.width <= 8192 + 3 and strip.height >= 1
+    err = capfd.readouterr().err
+    assert "[ERROR" not in err and "could not encode" not in err
+
+
+def test_a_full_disk_leaves_none_of_the_images_outputs(cli, photos, tmp_path, capsys, monkeypatch) -> None:
+    import errno
+
+    real_fdopen = os.fdopen
+    written = []
+
+    class FullDisk(io.BufferedWriter):
+        def write(self, data) -> int:  # the third output file hits a full disk
+            if len(written) >= 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            written.append(len(data))
+            return super().write(data)
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        if "w" in mode:
+            return FullDisk(io.FileIO(fd, "w"))
+        return real_fdopen(fd, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    out = tmp_path / "o"
+    assert cli(photos / "a.jpg", "-o", out) == 1
+    err = capsys.readouterr().err
+    assert "failed 1" in err and "No space left" in err
+    assert _files(out) == []  # no _original / _mask without the rest, and no temp files
+
+
+def test_folder_reports_link_loops_and_folders_named_like_images(cli, photos, tmp_path, capsys) -> None:
+    (photos / "loop.jpg").symlink_to(photos / "loop.jpg")
+    (photos / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (photos / "album.jpg").mkdir()
+    out = tmp_path / "o"
+    assert cli(photos, "-o", out) == 1
+    err = capsys.readouterr().err
+    assert "loop.jpg: a symbolic link loop" in err and "gone.png: a symbolic link to nothing" in err
+    assert "album.jpg: a directory, not an image" in err
+    assert "done 2, failed 3" in err
+
+
+def test_folder_takes_every_format_pillow_reads(cli, tmp_path, capsys) -> None:
+    from personseg.cli.remove import image_extensions
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    img = Image.fromarray(disc_image(48, 64)[0])
+    saved = []
+    for ext, fmt in ((".ico", "ICO"), (".jp2", "JPEG2000"), (".avif", "AVIF"), (".tga", "TGA")):
+        if ext not in image_extensions():
+            continue  # this Pillow build cannot read it
+        try:
+            img.save(folder / f"x{ext[1:]}{ext}", fmt)
+        except (KeyError, OSError):  # cannot write it here
+            continue
+        saved.append(f"x{ext[1:]}")
+    assert saved, "no optional format could be written"
+    assert cli(folder, "-o", tmp_path / "o") == 0
+    assert {f.split("_")[0] for f in _files(tmp_path / "o")} == set(saved)
+
+
+def test_a_nan_threshold_is_a_clear_usage_error(cli, photos, tmp_path, capsys) -> None:
+    assert cli(photos / "a.jpg", "-o", tmp_path / "o", "--threshold", "nan") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "threshold must be a finite number" in err[0]
+
+
+def test_quiet_prints_no_info(tiny_model, photos, tmp_path) -> None:
+    cmd = [sys.executable, "-m", "personseg", "remove", str(photos), "-o", str(tmp_path / "o"), "-q"]
+    model = ["-m", str(tiny_model.onnx), "--provider", "cpu", "--threads", "1"]
+    result = subprocess.run([*cmd, *model], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "INFO" not in result.stderr and "done 2, failed 0" in result.stderr

@@ -183,3 +183,39 @@ def test_written_images_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back, rgba)
     write_image(tmp_path / "m.png", rgba[..., 3])
     assert Image.open(tmp_path / "m.png").mode == "L"
+
+
+def test_images_too_large_for_a_format_fail_before_the_encoder(capfd) -> None:
+    from personseg.inference.io import check_encodable
+
+    wide = np.zeros((2, 66000, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"66000x2 image is too large for \.jpg \(at most 65500"):
+        encode_image(wide, ".jpg")
+    assert "[ERROR" not in capfd.readouterr().err  # OpenCV was never asked
+    assert len(encode_image(wide, ".png")) > 0
+    with pytest.raises(ValueError, match="webp"):
+        check_encodable(np.zeros((20000, 2), np.uint8), ".webp")
+
+
+def test_atomic_write_files_is_all_or_none(tmp_path, monkeypatch) -> None:
+    from personseg.inference.io import atomic_write_files
+
+    targets = {tmp_path / f"{k}.bin": k.encode() * 10 for k in ("a", "b", "c")}
+    (tmp_path / "b.bin").write_bytes(b"old")
+    real_replace = os.replace
+    calls = []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space"):
+        atomic_write_files(targets)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert sorted(os.listdir(tmp_path)) == ["b.bin"] and (tmp_path / "b.bin").read_bytes() == b"old"
+    atomic_write_files(targets)
+    assert sorted(os.listdir(tmp_path)) == ["a.bin", "b.bin", "c.bin"]
+    assert (tmp_path / "c.bin").read_bytes() == b"c" * 10

@@ -168,3 +168,23 @@ def test_rgba_and_grayscale_inputs(onnx_model, photo) -> None:
     assert iou(personseg.remove_background(rgba, onnx_model, only_mask=True) >= 128, mask) > 0.9
     gray = personseg.remove_background(Image.fromarray(rgb).convert("L"), onnx_model)
     assert gray.mode == "RGBA" and gray.size == (120, 90)
+
+
+def test_named_and_text_colours(onnx_model, photo) -> None:
+    rgb, mask = photo
+    red = personseg.remove_background(rgb, onnx_model, bgcolor="red")
+    far = ~mask & (personseg.remove_background(rgb, onnx_model, only_mask=True) == 0)
+    assert (red[far][:, :3] == (255, 0, 0)).all()
+    for colour in ("#00ff00", "0,255,0", "rgb(0, 255, 0)", "lime", (0, 255, 0), np.array([0, 255, 0])):
+        out = personseg.remove_background(rgb, onnx_model, bgcolor=colour)
+        assert (out[far][:, :3] == (0, 255, 0)).all(), colour
+    for bad, words in (("reddish", "not a colour"), ((1, 2), "3 or 4"), ((0, 0, 300), "0..255"), ("1,2,x", "colour")):
+        with pytest.raises(ValueError, match=words):
+            personseg.remove_background(rgb, onnx_model, bgcolor=bad)
+
+
+@pytest.mark.parametrize("field", ["threshold", "edge_cutoff", "fill_holes", "feather", "crop_margin"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nan_and_inf_options_name_the_option(field, value) -> None:
+    with pytest.raises(ValueError, match=f"{field} must be a finite number"):
+        RemoveOptions(**{field: value})

@@ -374,13 +374,31 @@ def test_full_queue_is_503_and_recovers(png):
         busy = c.post("/v1/remove", content=png)
         assert_error(busy, 503, "busy")
         assert busy.headers["retry-after"] == "1"
-        assert c.get("/health").status_code == 200  # health never queues
+        health = c.get("/health")  # health never queues, and says the server is saturated
+        assert health.status_code == 200 and health.json()["status"] == "busy"
+        assert c.get("/ready").status_code == 503  # for load balancers: send traffic elsewhere
         model.gate.set()
         for t in threads:
             t.join(30)
         assert [r.status_code for r in results] == [200, 200]
         assert c.post("/v1/remove", content=png).status_code == 200
         assert app.state.pool.in_flight == 0
+        assert c.get("/health").json()["status"] == "ok" and c.get("/ready").status_code == 200
+
+
+def test_request_deadline_is_503_and_frees_the_slot_when_the_job_ends(png):
+    model = GatedSegmenter()
+    app = create_app(model, workers=1, queue_size=2, request_timeout=0.5)
+    with TestClient(app) as c:
+        late = c.post("/v1/remove", content=png)
+        assert_error(late, 503, "--request-timeout")
+        assert app.state.pool.in_flight == 1  # the worker thread is still on it: the slot stays taken
+        model.gate.set()
+        deadline = time.monotonic() + 20
+        while app.state.pool.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert app.state.pool.in_flight == 0
+        assert c.post("/v1/remove", content=png).status_code == 200
 
 
 # --- API key --------------------------------------------------------------------------------------------------
@@ -490,3 +508,81 @@ def test_ui_is_mounted_with_the_api(png):
         assert r.status_code == 200 and "<html" in r.text.lower()
         assert c.get("/", follow_redirects=False).headers["location"] == "/ui/"
         assert c.post("/v1/remove", content=png).status_code == 200  # the API still answers beside it
+
+
+# --- issue 15: memory budget, hostile options, offline docs -------------------------------------------------------
+
+
+def test_an_image_too_large_to_decode_in_the_budget_is_413_from_its_header():
+    app = create_app("personseg-fast", threads=1, max_pixels=None, max_memory=64 * 2**20)
+    with TestClient(app) as c:
+        r = c.post("/v1/remove", content=png_header(13000, 13000), headers={"Content-Type": "image/png"})
+    assert_error(r, 413, "13000x13000", "memory budget")
+
+
+def test_a_large_image_is_processed_reduced_within_the_budget(photo, caplog):
+    big = encoded(np.asarray(Image.fromarray(photo).resize((W * 8, H * 8))))  # 0.8 MP
+    app = create_app("personseg-fast", threads=1, max_memory=200_000 * 28)
+    with TestClient(app) as c:
+        r = c.post("/v1/remove", content=big, headers={"Content-Type": "image/png"})
+    assert r.status_code == 200, r.text
+    w, h = decode(r.content).size
+    assert w * h <= 200_000 and abs(w / h - W / H) < 0.05
+    assert "is processed at" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_400_saying_so(client, png, value):
+    r = client.post("/v1/remove", params={"threshold": value}, content=png)
+    assert_error(r, 400, "threshold", "finite")
+    assert_error(client.post("/v1/remove", params={"feather": value}, content=png), 400, "feather")
+
+
+def test_an_empty_api_key_warns_that_the_api_is_open(caplog, monkeypatch):
+    monkeypatch.setenv(API_KEY_ENV, "")
+    with caplog.at_level("WARNING"):
+        app = create_app("personseg-fast", threads=1)
+    assert "API key is empty" in caplog.text
+    with TestClient(app) as c:
+        assert c.get("/v1/models").status_code == 200
+
+
+def test_serve_refuses_an_empty_api_key_flag(capsys, monkeypatch):
+    import uvicorn
+
+    from personseg.cli import main
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started with an empty key"))
+    assert main(["serve", "--no-ui", "--api-key", ""]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--api-key is empty" in err[0]
+
+
+def test_a_failing_model_is_a_one_line_json_500(png, tmp_path, caplog):
+    pytest.importorskip("onnx")
+    from test_inference_hostile_models import tiny_onnx
+
+    app = create_app(str(tiny_onnx(tmp_path / "greedy.onnx", huge=True)), threads=1)
+    with TestClient(app) as c:
+        r = c.post("/v1/mask", content=png)
+    assert_error(r, 500, "ONNX Runtime failed", "greedy.onnx")
+    assert "Traceback" not in caplog.text and "greedy.onnx" in caplog.text
+
+
+def test_docs_and_redoc_are_served_offline(client):
+    for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        r = client.get(page)
+        assert r.status_code == 200 and f"/docs-assets/{script}" in r.text, page
+        assert "cdn." not in r.text and "fonts.googleapis" not in r.text, page
+        asset = client.get(f"/docs-assets/{script}")
+        assert asset.status_code == 200 and len(asset.content) > 100_000
+
+
+def test_docs_without_the_asset_package_are_a_plain_page(monkeypatch):
+    from personseg.serve import docs
+
+    monkeypatch.setattr(docs, "_assets_dir", lambda: None)
+    with TestClient(create_app("personseg-fast", threads=1)) as c:
+        r = c.get("/docs")
+        assert r.status_code == 200 and "POST /v1/remove" in r.text and "<script" not in r.text
+        assert "/openapi.json" in r.text and c.get("/redoc").status_code == 200

@@ -7,6 +7,8 @@ one test runs the shipped personseg-fast end to end.
 
 from __future__ import annotations
 
+import os
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -447,3 +449,48 @@ def test_virtual_camera_needs_pyvirtualcam():
             open_virtual_camera(64, 48, 30)
     else:
         pytest.skip("pyvirtualcam is installed")
+
+
+# --- signals: no partial file outlives the process (issue 15) --------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["out.mp4", "frames"])
+def test_sigterm_mid_run_leaves_no_partial_file(tmp_path, kind):
+    import signal
+    import subprocess
+    import sys
+
+    src, out = tmp_path / "in.mp4", tmp_path / kind
+    make_clip(src, w=160, h=120, n=400)
+    cmd = [sys.executable, "-m", "personseg", "video", str(src), str(out), "-m", "personseg-fast", "--threads", "1"]
+    proc = subprocess.Popen([*cmd, "-q"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".*partial*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".*partial*")), "the run never started writing"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    assert not out.exists() and no_leftovers(tmp_path)
+
+
+def test_a_killed_runs_partial_is_removed_by_the_next_run(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is now free: the run "was killed"
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(src, n=3)
+    stale = tmp_path / f".out.partial-{dead.pid}-abcd1234.mp4"
+    stale.write_bytes(b"half a video")
+    stale_dir = tmp_path / f".frames.partial-{dead.pid}-abcd1234"
+    stale_dir.mkdir()
+    (stale_dir / "frame_000001.png").write_bytes(b"x")
+    alive = tmp_path / f".out.partial-{os.getpid()}-efgh5678.mp4"  # a run still going (this process): kept
+    alive.write_bytes(b"in progress")
+    process_video(src, out, FakeSegmenter())
+    process_video(src, tmp_path / "frames", FakeSegmenter(), VideoOptions(output_kind="png-seq"))
+    assert out.exists() and not stale.exists() and not stale_dir.exists() and alive.exists()

@@ -90,9 +90,20 @@ def draw_fps(bgr, fps: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from personseg.cli.video import Terminated, terminate_cleanly
+
+    try:
+        with terminate_cleanly():  # SIGTERM / SIGHUP: the recording so far is kept, as with Ctrl-C
+            return _run(args)
+    except Terminated as exc:
+        _say(f"stopped by {exc.name}")
+        return 128 + exc.signum
+
+
+def _run(args: argparse.Namespace) -> int:
     import cv2
 
-    from personseg.cli.video import video_options_from_args
+    from personseg.cli.video import Terminated, video_options_from_args
     from personseg.video import VideoWriter
     from personseg.video.pipeline import Background, finish_frame, make_stabilizer
 
@@ -157,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
             if args.max_frames and frames >= args.max_frames:
                 break
             ok, bgr = cap.read()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         if writer is not None:
             writer.close(partial=True)
             writer = None

@@ -69,6 +69,31 @@ def add_max_pixels_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _memory_size(text: str) -> int | None:
+    from personseg.inference.budget import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_max_memory_option(parser: argparse.ArgumentParser, default: int | None = None) -> None:
+    """``--max-memory``: the working-memory budget per image (see :mod:`personseg.inference.budget`)."""
+    from personseg.inference.budget import DEFAULT_MAX_MEMORY, describe
+
+    default = DEFAULT_MAX_MEMORY if default is None else default
+    parser.add_argument(
+        "--max-memory",
+        type=_memory_size,
+        default=default,
+        metavar="SIZE",
+        help="working memory per image, judged from the header before decoding: a larger image is decoded "
+        "reduced and processed (and written) at the largest size that fits, with a warning; one that cannot "
+        f"even be decoded within it is refused. Like 1.5G or 512M; 'none' for no budget (default: {describe(default)})",
+    )
+
+
 def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("mask post-processing")
     group.add_argument(
@@ -119,21 +144,12 @@ def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _color(text: str) -> tuple[int, ...]:
-    from PIL import ImageColor
+    from personseg.inference.compose import parse_color
 
-    parts = [p for p in text.replace(" ", "").split(",") if p]
     try:
-        if len(parts) in (3, 4):
-            color = tuple(int(p) for p in parts)
-        else:
-            color = ImageColor.getrgb(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a colour: use R,G,B or R,G,B,A (0-255), #RRGGBB[AA] or a name like white"
-        ) from None
-    if not all(0 <= c <= 255 for c in color):
-        raise argparse.ArgumentTypeError(f"{text!r}: colour values must be in 0..255")
-    return color
+        return parse_color(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_background_options(parser: argparse.ArgumentParser) -> None:

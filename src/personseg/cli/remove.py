@@ -8,8 +8,10 @@ batch goes on; the exit code is 0 only if every input succeeded.
 from __future__ import annotations
 
 import argparse
+import errno
 import glob
 import logging
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -21,7 +23,12 @@ log = logging.getLogger(__name__)
 
 OUTPUT_KINDS = ("original", "mask", "cutout", "comparison", "replaced")
 DEFAULT_OUTPUTS = ("original", "mask", "cutout", "comparison")
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+#: Extensions a folder is scanned for: raster formats Pillow reads itself, as far as this Pillow build has them
+#: (see :func:`image_extensions`). EPS / PS are left out: Pillow would run Ghostscript on them.
+IMAGE_EXTENSION_CANDIDATES = (
+    ".jpg .jpeg .jpe .jfif .png .apng .bmp .dib .webp .tif .tiff .gif .ppm .pgm .pbm .pnm .avif .jp2 .j2k .jpx "
+    ".jpf .j2c .ico .icns .cur .tga .qoi .psd .pcx .dds .sgi .xbm .xpm".split()
+)
 STDIN = "-"
 DESCRIPTION = (
     "Remove or replace the background of photos. Inputs: files, folders (-r for subfolders), globs, or - "
@@ -45,11 +52,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
         "plus replaced with a --bg-* option; with -o - one kind, default cutout)",
     )
     parser.add_argument("--skip-existing", action="store_true", help="skip images whose outputs all exist")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no INFO messages")
     options.add_model_option(parser)
     options.add_provider_option(parser)
     options.add_threads_option(parser)
     options.add_max_pixels_option(parser)
+    options.add_max_memory_option(parser)
     options.add_postprocess_options(parser)
     options.add_background_options(parser)
     options.add_crop_options(parser)
@@ -68,12 +76,50 @@ class Job:
         return "<stdin>" if self.source == STDIN else str(self.source)
 
 
+def image_extensions() -> set[str]:
+    """The extensions of :data:`IMAGE_EXTENSION_CANDIDATES` that this Pillow can open (AVIF, JPEG 2000 ...)."""
+    from PIL import Image
+
+    readable = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return {ext for ext in IMAGE_EXTENSION_CANDIDATES if ext in readable} | {".jpg", ".jpeg", ".png"}
+
+
+def _unusable(path: Path) -> str | None:
+    """Why ``path`` (found in a folder or by a glob) cannot be an input, or None if it is a regular file."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if path.is_symlink():
+            return "a symbolic link to nothing"
+        return exc.strerror or str(exc)
+    if path.is_dir():
+        return "a directory, not an image"
+    if not path.is_file():
+        return "not a regular file"
+    return None
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    try:
+        return folder is not None and path.resolve().is_relative_to(folder)
+    except (OSError, RuntimeError):  # a link loop: reported by _unusable
+        return False
+
+
 def collect_inputs(specs: list[str], recursive: bool, exclude: Path | None = None) -> tuple[list[Job], list[str]]:
-    """Expand files, folders and globs into jobs; also return one line per input that could not be used."""
+    """Expand files, folders and globs into jobs; also return one line per input that could not be used.
+
+    In a folder, files are chosen by extension (:func:`image_extensions`); broken links and link loops named
+    like images are reported, and so are directories named like images when not recursing (``-r`` would take
+    their contents). Other files are skipped, counted in one INFO line per folder.
+    """
     jobs: list[Job] = []
     problems: list[str] = []
     owner: dict[Path, str] = {}  # output stem -> the input that claimed it
     seen: set[Path] = set()
+    extensions = image_extensions()
 
     def add(source: Path | str, stem: Path) -> None:
         if source != STDIN:
@@ -88,28 +134,47 @@ def collect_inputs(specs: list[str], recursive: bool, exclude: Path | None = Non
         owner[stem] = job.name
         jobs.append(job)
 
+    def scan(folder: Path) -> list[Path]:
+        files, others = [], []
+        for f in sorted(folder.rglob("*") if recursive else folder.glob("*")):
+            if f.name.startswith(".") or _inside(f, exclude):
+                continue  # hidden files, and an output folder inside the input folder: its results are not inputs
+            if f.suffix.lower() not in extensions:
+                if f.is_file():
+                    others.append(f.name)
+                continue
+            reason = _unusable(f)
+            if reason is None:
+                files.append(f)
+            elif not (recursive and reason.startswith("a directory")):
+                problems.append(f"{f}: {reason}, skipped")
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            log.info("%s: skipped %d file(s) without an image extension (%s)", folder, len(others), shown)
+        return files
+
     for spec in specs:
         path = Path(spec)
         if spec == STDIN:
             add(STDIN, Path("stdin"))
         elif path.is_dir():
-            files = sorted(
-                f
-                for f in (path.rglob("*") if recursive else path.glob("*"))
-                if f.is_file()
-                and f.suffix.lower() in IMAGE_EXTENSIONS
-                and not f.name.startswith(".")
-                # An output folder inside the input folder: its results are not inputs.
-                and not (exclude is not None and f.resolve().is_relative_to(exclude))
-            )
+            files = scan(path)
             if not files:
                 problems.append(f"{spec}: no images in this folder" + ("" if recursive else " (try --recursive)"))
             for f in files:
                 add(f, f.relative_to(path).with_suffix(""))
         elif path.exists():
             add(path, Path(path.stem))
+        elif path.is_symlink():
+            problems.append(f"{spec}: {_unusable(path)}")
         elif glob.has_magic(spec):
-            matches = sorted(Path(m) for m in glob.glob(spec, recursive=True) if Path(m).is_file())
+            matches = []
+            for m in sorted(Path(m) for m in glob.glob(spec, recursive=True)):
+                reason = _unusable(m)
+                if reason is None:
+                    matches.append(m)
+                elif not reason.startswith("a directory"):
+                    problems.append(f"{m}: {reason}, skipped")
             if not matches:
                 problems.append(f"{spec}: no file matches")
             for f in matches:
@@ -188,7 +253,7 @@ IMAGE_ERRORS = (OSError, ValueError, RuntimeError, MemoryError, ImportError)
 
 
 def run(args: argparse.Namespace) -> int:
-    from personseg.inference.io import atomic_write_bytes, read_image
+    from personseg.inference.io import atomic_write_files, read_image
 
     specs = list(args.image) + list(args.inputs)
     if not specs:
@@ -211,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if folder is not None:
             _check_output_folder(folder)
-        bg_image = read_image(args.bg_image).rgb if args.bg_image else None
+        bg_image = read_image(args.bg_image, args.max_pixels, max_memory=args.max_memory).rgb if args.bg_image else None
         model = options.load_model_from_args(args)
     except (OSError, ValueError, KeyError, ImportError) as exc:
         return _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
@@ -222,7 +287,9 @@ def run(args: argparse.Namespace) -> int:
         from personseg.inference.remove import segment
 
         source = sys.stdin.buffer.read() if job.source == STDIN else job.source
-        seg = segment(source, model, remove_options, max_pixels=args.max_pixels, name=job.name)
+        seg = segment(
+            source, model, remove_options, max_pixels=args.max_pixels, name=job.name, max_memory=args.max_memory
+        )
         return {kind: encode_image(render(seg, kind, args, bg_image), ext) for kind, ext in extensions.items()}
 
     if to_stdout:
@@ -246,8 +313,9 @@ def run(args: argparse.Namespace) -> int:
             skipped += 1
             continue
         try:
-            for kind, data in outputs(job, {k: p.suffix for k, p in targets.items()}).items():
-                atomic_write_bytes(targets[kind], data)
+            # All of an image's outputs or none: a full disk half-way leaves no partial set behind.
+            encoded = outputs(job, {k: p.suffix for k, p in targets.items()})
+            atomic_write_files({targets[kind]: data for kind, data in encoded.items()})
             done += 1
         except IMAGE_ERRORS as exc:
             failures.append(_reason(exc, job))

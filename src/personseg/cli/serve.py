@@ -37,6 +37,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 0 seconds (0: no limit)")
+    return value or None
+
+
 def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
     parser = sub.add_parser(name, help=help_text, description=DESCRIPTION)
     add_bind_options(parser, default_port=8000)
@@ -56,11 +66,27 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
     parser.add_argument(
         "--max-upload-mb", type=float, default=25.0, help="largest upload in MiB; larger get 413 (default: 25)"
     )
+    parser.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="seconds a client has to send its whole request body; then 408 and the connection is closed, so "
+        "stalled uploads cannot pile up (default: 30; 0: none)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_seconds,
+        default=120.0,
+        metavar="S",
+        help="seconds from a request's start to its answer, queue wait included; then 503 (default: 120; 0: none)",
+    )
     parser.add_argument("--no-ui", action="store_true", help="do not mount the web UI at /ui")
     options.add_model_option(parser)
     options.add_provider_option(parser)
     options.add_threads_option(parser)
     options.add_max_pixels_option(parser)
+    options.add_max_memory_option(parser, default=512 * 2**20)
     parser.set_defaults(func=run)
 
 
@@ -75,14 +101,22 @@ def _is_loopback(host: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
 
         from personseg.serve.app import API_KEY_ENV, create_app
+        from personseg.serve.server import run as serve
     except ImportError as exc:
         print(f"personseg serve: {exc.name} is missing: pip install 'personseg[serve]'", file=sys.stderr)
         return 2
     if args.queue_size < 0 or args.max_upload_mb <= 0:
         print("personseg serve: --queue-size must be >= 0 and --max-upload-mb > 0", file=sys.stderr)
+        return 2
+    if args.api_key is not None and not args.api_key.strip():
+        print(
+            "personseg serve: --api-key is empty (an unset variable?); give a key, or leave the option out "
+            f"(then ${API_KEY_ENV} is used, or no key)",
+            file=sys.stderr,
+        )
         return 2
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     with_ui = not args.no_ui
@@ -104,11 +138,14 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             queue_size=args.queue_size,
             max_pixels=args.max_pixels,
+            max_memory=args.max_memory,
+            body_timeout=args.body_timeout,
+            request_timeout=args.request_timeout,
             providers=args.provider,
             threads=threads,
             with_ui=with_ui,
         )
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, ImportError) as exc:  # ImportError: a .pt model without torch
         print(f"personseg serve: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     where = f"http://{args.host}:{args.port}"
@@ -116,5 +153,5 @@ def run(args: argparse.Namespace) -> int:
         f"personseg serve: API at {where}/v1 (docs {where}/docs)" + (f", UI at {where}/ui" if with_ui else ""),
         file=sys.stderr,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", server_header=False)
+    serve(app, args.host, args.port)
     return 0

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         blocks = build_ui(args.model, max_pixels=args.max_pixels, providers=args.provider, threads=args.threads)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, ImportError) as exc:  # ImportError: a .pt model without torch
         print(f"personseg ui: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     blocks.launch(

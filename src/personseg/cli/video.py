@@ -2,13 +2,17 @@
 
 The output kind comes from OUT's extension unless ``--output-kind`` is given: ``.mp4``/``.mov``/``.mkv``
 composite (the person over ``--bg-*``, chroma green by default), ``.webm`` VP9 with alpha, a folder PNGs.
-On an error nothing is written (exit 1); Ctrl-C keeps the frames done so far as a playable file (exit 130).
+On an error nothing is written (exit 1); Ctrl-C keeps the frames done so far as a playable file (exit 130);
+SIGTERM / SIGHUP delete the partial file (exit 143 / 129), and a partial left by a killed run (SIGKILL) is
+removed by the next run to the same output.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 
 from personseg.cli import options
@@ -158,7 +162,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     bar, progress = _progress_bar(args)
     try:
-        result = process_video(args.input, args.output, model, video_options, progress=progress)
+        with terminate_cleanly():
+            result = process_video(args.input, args.output, model, video_options, progress=progress)
+    except Terminated as exc:
+        _say(f"stopped by {exc.name}; nothing written to {args.output}")
+        return 128 + exc.signum
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
         # VideoError is a ValueError and already names the file; anything else gets the input's name.
         text = " ".join(str(exc).split())
@@ -173,6 +181,40 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+class Terminated(BaseException):
+    """SIGTERM / SIGHUP as an exception, so the pipeline's cleanup runs (a BaseException: nothing swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def terminate_cleanly():
+    """While inside, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread: the writer then deletes its
+    partial file (the default action would kill the process and leave it). Ctrl-C keeps its own meaning
+    (finish the frames done so far). SIGKILL cannot be caught: the next run to the same output removes the
+    partial it left (``personseg.video.writer.remove_stale_partials``)."""
+
+    def handler(signum: int, frame) -> None:
+        signal.signal(signum, signal.SIG_IGN)  # a second one must not interrupt the cleanup
+        raise Terminated(signum)
+
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {}
+    try:
+        for sig in wanted:
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread (embedded use): leave the handlers alone
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _progress_bar(args: argparse.Namespace):

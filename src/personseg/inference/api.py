@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -49,18 +50,43 @@ def list_models() -> list[str]:
     return list(registry.SHIPPED_MODELS)
 
 
-def validate_meta(meta: dict[str, Any], source: str) -> dict[str, Any]:
-    """Check the preprocessing keys inference needs; the error names the file and the key."""
+#: Largest network input side accepted from a model's metadata (a hostile file could ask for any size).
+MAX_INPUT_SIDE = 4096
+
+
+def _numbers(value: Any, count: int) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == count
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    )
+
+
+def validate_meta(meta: Any, source: str) -> dict[str, Any]:
+    """Check the preprocessing keys inference needs; the error is one line naming the file and the key."""
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"{source}: model metadata must be a JSON object, got {type(meta).__name__}; "
+            "re-export it with personseg export"
+        )
     missing = [k for k in _META_KEYS if k not in meta]
     if missing:
         raise ValueError(f"{source}: model metadata lacks {', '.join(missing)}; re-export it with personseg export")
     size = meta["input_size"]
-    if len(size) != 2 or min(int(s) for s in size) < 1:
-        raise ValueError(f"{source}: metadata input_size must be [height, width], got {size!r}")
-    if len(meta["mean"]) != 3 or len(meta["std"]) != 3:
-        raise ValueError(f"{source}: metadata mean and std must have 3 values (RGB)")
+    if not _numbers(size, 2) or any(s != int(s) for s in size):
+        raise ValueError(f"{source}: metadata input_size must be [height, width] in pixels, got {size!r}")
+    if not all(1 <= s <= MAX_INPUT_SIDE for s in size):
+        raise ValueError(f"{source}: metadata input_size {list(size)} is outside 1..{MAX_INPUT_SIDE} pixels a side")
+    for key in ("mean", "std"):
+        if not _numbers(meta[key], 3):
+            raise ValueError(f"{source}: metadata {key} must be 3 finite numbers (RGB), got {meta[key]!r}")
+    if not all(s > 0 for s in meta["std"]):
+        raise ValueError(f"{source}: metadata std must be > 0 for every channel, got {meta['std']!r}")
     if meta["resize"] not in ("letterbox", "stretch"):
         raise ValueError(f"{source}: metadata resize must be 'letterbox' or 'stretch', got {meta['resize']!r}")
+    threshold = meta["threshold"]
+    if not _numbers([threshold], 1) or not 0 < threshold < 1:
+        raise ValueError(f"{source}: metadata threshold must be a number in (0, 1), got {threshold!r}")
     return meta
 
 
@@ -68,7 +94,7 @@ class Segmenter:
     """What ``load_model`` returns. Subclasses implement ``_forward`` (normalized NCHW -> probabilities)."""
 
     def __init__(self, meta: dict[str, Any], source: str) -> None:
-        self.meta = validate_meta(dict(meta), source)
+        self.meta = dict(validate_meta(meta, source))
         self.source = source
         self.input_size = (int(meta["input_size"][0]), int(meta["input_size"][1]))
         self._mean = np.asarray(meta["mean"], np.float32) * 255.0
@@ -169,13 +195,23 @@ class OnnxSegmenter(Segmenter):
         props = self.session.get_modelmeta().custom_metadata_map
         if META_KEY not in props:
             raise ValueError(f"{path}: no personseg metadata in the ONNX file; export it with personseg export")
-        super().__init__(json.loads(props[META_KEY]), str(path))
+        try:
+            meta = json.loads(props[META_KEY])
+        except ValueError as exc:
+            raise ValueError(f"{path}: the personseg metadata in the ONNX file is not valid JSON ({exc})") from None
+        super().__init__(meta, str(path))
         self.input_name = self.session.get_inputs()[0].name
         self.providers = self.session.get_providers()
         log.info("loaded %s on ONNX Runtime with %s", path, self.providers[0])
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]
+        try:
+            return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]
+        except Exception as exc:  # onnxruntime's Fail, RuntimeException ...: a broken or hostile graph
+            text = " ".join(str(exc).split())
+            raise RuntimeError(
+                f"{self.source}: ONNX Runtime failed running the model ({text[:300]}); is it a personseg export?"
+            ) from None
 
 
 class TorchSegmenter(Segmenter):
@@ -195,7 +231,10 @@ class TorchSegmenter(Segmenter):
             torch.set_num_threads(threads)
         self._torch = torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model, meta = load_checkpoint(path)
+        try:
+            model, meta = load_checkpoint(path)
+        except (TypeError, KeyError, AttributeError) as exc:  # a dict of the wrong shape
+            raise ValueError(f"{path}: malformed personseg checkpoint ({type(exc).__name__}: {exc})") from None
         self.model = model.to(self.device)
         super().__init__(meta, str(path))
         log.info("loaded %s on PyTorch (%s)", path, self.device)

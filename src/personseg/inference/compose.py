@@ -10,11 +10,27 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from PIL import ImageColor
+
+#: Pixels per band of rows in the per-pixel arithmetic below: float temporaries stay ~50 MB whatever the image.
+BAND_PIXELS = 1 << 20
+
+
+def _bands(height: int, width: int):
+    step = max(1, BAND_PIXELS // max(1, width))
+    for y in range(0, height, step):
+        yield slice(y, y + step)
 
 
 def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
     """Alpha in [0, 1] as H x W uint8, rounded."""
-    return (np.clip(alpha, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    out = np.empty(alpha.shape, np.uint8)
+    for rows in _bands(*alpha.shape[:2]):
+        band = np.clip(alpha[rows], 0.0, 1.0)
+        band *= 255.0
+        band += 0.5
+        out[rows] = band  # truncates, as astype(np.uint8) does
+    return out
 
 
 def cutout(foreground: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -24,16 +40,23 @@ def cutout(foreground: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     alpha channel), and the PNG is about a third smaller and quicker to encode.
     """
     a = alpha_to_uint8(alpha)
-    out = np.dstack([foreground, a])
-    out[a == 0, :3] = 0
-    return out
+    rgb = cv2.bitwise_and(foreground, foreground, mask=(a != 0).view(np.uint8))  # black where a == 0
+    return np.dstack([rgb, a])
 
 
 def over(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
     """Porter-Duff "over": ``foreground`` with ``alpha`` on ``background`` (RGB, or RGBA for a see-through one).
 
-    Returns RGB for an RGB background, RGBA for an RGBA one.
+    Returns RGB for an RGB background, RGBA for an RGBA one. Computed a band of rows at a time.
     """
+    h, w = alpha.shape
+    out = np.empty((h, w, background.shape[2]), np.uint8)
+    for rows in _bands(h, w):
+        out[rows] = _over(foreground[rows], alpha[rows], background[rows])
+    return out
+
+
+def _over(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
     a = alpha[..., None].astype(np.float32)
     fg = foreground.astype(np.float32)
     if background.shape[2] == 3:
@@ -45,10 +68,38 @@ def over(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> n
     return np.dstack([(rgb + 0.5).astype(np.uint8), alpha_to_uint8(out_a[..., 0])])
 
 
-def color_background(height: int, width: int, color: Sequence[int]) -> np.ndarray:
-    """A plain RGB (3 values) or RGBA (4 values) background."""
-    if len(color) not in (3, 4) or not all(0 <= int(c) <= 255 for c in color):
-        raise ValueError(f"background colour must be 3 or 4 values in 0..255 (R, G, B[, A]), got {tuple(color)}")
+def parse_color(color: str | Sequence[int]) -> tuple[int, ...]:
+    """A colour as a 3-tuple (RGB) or 4-tuple (RGBA) of 0..255.
+
+    Accepts ``(R, G, B[, A])``, the text ``R,G,B[,A]``, ``#RRGGBB[AA]``, ``rgb(...)`` / ``hsl(...)`` or a CSS colour
+    name such as ``red`` (``PIL.ImageColor``). ValueError says which forms work.
+    """
+    if isinstance(color, str):
+        parts = [p for p in color.replace(" ", "").split(",") if p]
+        try:
+            numbers = len(parts) in (3, 4) and all(p.lstrip("+-").isdigit() for p in parts)
+            values = tuple(int(p) for p in parts) if numbers else ImageColor.getrgb(color.strip())
+        except ValueError:
+            raise ValueError(
+                f"{color!r} is not a colour: use R,G,B or R,G,B,A (0-255), #RRGGBB[AA] or a name like white"
+            ) from None
+    else:
+        try:
+            values = tuple(color)
+            ok = len(values) in (3, 4) and all(float(c) == int(c) for c in values)
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
+            raise ValueError(f"a colour is 3 or 4 whole numbers (R, G, B[, A]) or a name like 'red', got {color!r}")
+        values = tuple(int(c) for c in values)
+    if not all(0 <= c <= 255 for c in values):
+        raise ValueError(f"{color!r}: colour values must be in 0..255")
+    return values
+
+
+def color_background(height: int, width: int, color: str | Sequence[int]) -> np.ndarray:
+    """A plain RGB (3 values) or RGBA (4 values) background; ``color`` as :func:`parse_color` takes it."""
+    color = parse_color(color)
     return np.broadcast_to(np.asarray(color, np.uint8), (height, width, len(color)))
 
 
@@ -95,10 +146,13 @@ def checkerboard(height: int, width: int, square: int | None = None) -> np.ndarr
     return np.repeat(tile[..., None], 3, axis=2)
 
 
-def comparison(image: np.ndarray, alpha: np.ndarray, cut: np.ndarray, max_height: int = 1024) -> np.ndarray:
-    """Original | mask | cut-out on a checkerboard, side by side (scaled to at most ``max_height`` rows)."""
+def comparison(
+    image: np.ndarray, alpha: np.ndarray, cut: np.ndarray, max_height: int = 1024, max_width: int = 8192
+) -> np.ndarray:
+    """Original | mask | cut-out on a checkerboard, side by side, scaled down to at most ``max_height`` rows
+    and ``max_width`` columns in all (a panorama too: JPEG holds at most 65500 pixels a side)."""
     h, w = image.shape[:2]
-    scale = min(1.0, max_height / h)
+    scale = min(1.0, max_height / h, max_width / (3 * w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
 
     def fit(x: np.ndarray) -> np.ndarray:
@@ -107,7 +161,7 @@ def comparison(image: np.ndarray, alpha: np.ndarray, cut: np.ndarray, max_height
     small_cut = fit(cut)
     board = checkerboard(size[1], size[0])
     on_board = over(small_cut[..., :3], small_cut[..., 3].astype(np.float32) / 255.0, board)
-    mask = np.repeat(fit(alpha_to_uint8(alpha))[..., None], 3, axis=2)
+    mask = np.repeat(alpha_to_uint8(fit(alpha))[..., None], 3, axis=2)
     return np.hstack([fit(image), mask, on_board])
 
 

@@ -70,13 +70,20 @@ def guided_upsample(
         return np.clip(cv2.resize(alpha, (big_w, big_h), interpolation=cv2.INTER_AREA), 0.0, 1.0)
     small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     coef = guided_filter_coefficients(small, alpha, radius, eps)
-    coef = cv2.resize(coef, (big_w, big_h), interpolation=cv2.INTER_LINEAR)
+    # The coefficients are brought to full size a band of rows at a time (as cv2.resize's INTER_LINEAR would:
+    # vertically here, horizontally by cv2), so no full-size 4-channel float image ever exists: a 90 MP photo
+    # would need 1.4 GB for it.
+    src_y = np.clip((np.arange(big_h) + 0.5) * (h / big_h) - 0.5, 0, h - 1)
+    y0 = np.floor(src_y).astype(np.intp)
+    y1 = np.minimum(y0 + 1, h - 1)
+    wy = (src_y - y0).astype(np.float32)[:, None, None]
     out = np.empty((big_h, big_w), np.float32)
-    # In row chunks so a 12 MP photo never needs a full-size float copy of the image.
-    for y in range(0, big_h, chunk_rows):
-        rows = slice(y, y + chunk_rows)
+    rows_per_chunk = max(1, min(chunk_rows, (1 << 21) // big_w))  # ~2 MP per band: ~60 MB of temporaries
+    for y in range(0, big_h, rows_per_chunk):
+        rows = slice(y, y + rows_per_chunk)
+        band = coef[y0[rows]] * (1.0 - wy[rows]) + coef[y1[rows]] * wy[rows]
+        c = cv2.resize(band, (big_w, band.shape[0]), interpolation=cv2.INTER_LINEAR)
         guide = image[rows].astype(np.float32) * (1.0 / 255.0)
-        c = coef[rows]
         q = c[..., 0] * guide[..., 0] + c[..., 1] * guide[..., 1] + c[..., 2] * guide[..., 2] + c[..., 3]
         np.clip(q, 0.0, 1.0, out=out[rows])
     return out
@@ -95,7 +102,9 @@ def tighten(alpha: np.ndarray, cutoff: float = 0.1) -> np.ndarray:
         raise ValueError(f"edge cutoff must be in [0, 0.5), got {cutoff}")
     if cutoff == 0:
         return alpha
-    return np.clip((alpha - cutoff) * (1.0 / (1.0 - 2.0 * cutoff)), 0.0, 1.0)
+    out = np.subtract(alpha, cutoff, dtype=np.float32)  # one new array, then in place: no float temporaries
+    out *= 1.0 / (1.0 - 2.0 * cutoff)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def binarize(alpha: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -117,7 +126,7 @@ def keep_largest(alpha: np.ndarray, k: int = 1, threshold: float = 0.5) -> np.nd
         return alpha
     areas = stats[1:, cv2.CC_STAT_AREA]
     kept = 1 + np.argsort(-areas, kind="stable")[:k]
-    keep = np.isin(labels, kept).astype(np.uint8)
+    keep = _select(labels, n, kept)
     margin = max(1, round(0.01 * max(alpha.shape)))
     zone = cv2.dilate(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))
     zone[(core > 0) & (keep == 0)] = 0  # a dropped region next to a kept one stays dropped
@@ -142,15 +151,33 @@ def fill_holes(alpha: np.ndarray, max_area: float = 0.01, threshold: float = 0.5
     if holes.size == 0:
         return alpha
     out = alpha.copy()
-    out[np.isin(labels, holes)] = 1.0
+    out[_select(labels, n, holes).view(bool)] = 1.0
     return out
 
 
+def _select(labels: np.ndarray, n: int, chosen: np.ndarray) -> np.ndarray:
+    """uint8 mask of the pixels whose label is in ``chosen``: a lookup table, 1 byte per pixel (``np.isin``
+    sorts the whole label image and needs ~16)."""
+    table = np.zeros(n, np.uint8)
+    table[chosen] = 1
+    return table[labels]
+
+
 def feather(alpha: np.ndarray, radius: float) -> np.ndarray:
-    """Soften the edge with a Gaussian of sigma ``radius`` pixels (0: unchanged)."""
+    """Soften the edge with a Gaussian of sigma ``radius`` pixels (0: unchanged).
+
+    A wide blur runs on a copy downscaled to sigma 4 and is scaled back up: the result is smooth anyway, and
+    ``feather=100`` on a 90 MP image costs milliseconds instead of a minute.
+    """
     if radius <= 0:
         return alpha
-    return cv2.GaussianBlur(alpha, (0, 0), sigmaX=float(radius), borderType=cv2.BORDER_REPLICATE)
+    h, w = alpha.shape
+    factor = radius / 4.0
+    if factor <= 2.0 or min(h, w) / factor < 8:
+        return cv2.GaussianBlur(alpha, (0, 0), sigmaX=float(radius), borderType=cv2.BORDER_REPLICATE)
+    small = cv2.resize(alpha, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigmaX=4.0, borderType=cv2.BORDER_REPLICATE)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def trimap(alpha: np.ndarray, threshold: float = 0.5, band: int | None = None) -> np.ndarray:
@@ -261,21 +288,27 @@ def _blur_fusion(image: np.ndarray, alpha: np.ndarray, r1: int = 90, r2: int = 6
     blur_a = cv2.blur(a3, (r2, r2))[..., None]
     blur_fg = cv2.blur(fg * a3, (r2, r2)) / (blur_a + 1e-5)
     blur_bg = cv2.blur(bg * (1.0 - a3), (r2, r2)) / (1.0 - blur_a + 1e-5)
-    # Last step at full resolution, at the soft pixels only (flat indices: cheaper than 2-D fancy indexing).
-    idx = np.flatnonzero(soft)
-    if scale < 1.0:  # bilinear samples of the estimates at the soft pixels' positions
-        ys, xs = np.divmod(idx, w)
-        map_x, map_y = (xs + 0.5) * (ww / w) - 0.5, (ys + 0.5) * (hw / h) - 0.5
-        sample_fg, sample_bg = _sample(blur_fg, map_x, map_y), _sample(blur_bg, map_x, map_y)
-    else:
-        sample_fg, sample_bg = blur_fg.reshape(-1, 3)[idx], blur_bg.reshape(-1, 3)[idx]
-    a = alpha.reshape(-1)[idx].astype(np.float32)[:, None]
-    flat = image.reshape(-1, 3)
-    fused = _fuse(flat[idx].astype(np.float32) * (1.0 / 255.0), a, sample_fg, sample_bg)
-    fused *= 255.0
-    fused += 0.5
+    # Last step at full resolution, at the soft pixels only (flat indices: cheaper than 2-D fancy indexing), a
+    # band of rows at a time: when most pixels are soft, the indices and sample positions of a whole 90 MP image
+    # would need 3 GB.
     out = image.copy()
-    out.reshape(-1, 3)[idx] = fused.astype(np.uint8)
+    flat_in, flat_out, flat_alpha = image.reshape(-1, 3), out.reshape(-1, 3), alpha.reshape(-1)
+    step = max(1, (1 << 20) // w)
+    for y in range(0, h, step):
+        idx = np.flatnonzero(soft[y : y + step]) + y * w
+        if idx.size == 0:
+            continue
+        if scale < 1.0:  # bilinear samples of the estimates at the soft pixels' positions
+            ys, xs = np.divmod(idx, w)
+            map_x, map_y = (xs + 0.5) * (ww / w) - 0.5, (ys + 0.5) * (hw / h) - 0.5
+            sample_fg, sample_bg = _sample(blur_fg, map_x, map_y), _sample(blur_bg, map_x, map_y)
+        else:
+            sample_fg, sample_bg = blur_fg.reshape(-1, 3)[idx], blur_bg.reshape(-1, 3)[idx]
+        a = flat_alpha[idx].astype(np.float32)[:, None]
+        fused = _fuse(flat_in[idx].astype(np.float32) * (1.0 / 255.0), a, sample_fg, sample_bg)
+        fused *= 255.0
+        fused += 0.5
+        flat_out[idx] = fused.astype(np.uint8)
     return out
 
 

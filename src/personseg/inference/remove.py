@@ -8,6 +8,7 @@ methods render the mask, the cut-out, a replaced background and the comparison s
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from PIL import Image
 
 from personseg.inference import compose, refine
 from personseg.inference.api import Segmenter, load_model
+from personseg.inference.budget import DEFAULT_MAX_MEMORY
 from personseg.inference.io import DEFAULT_MAX_PIXELS, ImageSource, LoadedImage, encode_image, read_image
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,10 @@ class RemoveOptions:
     """Margin around the crop, as a fraction of the box's height / width."""
 
     def __post_init__(self) -> None:
+        for field in ("edge_cutoff", "threshold", "fill_holes", "feather", "crop_margin"):
+            value = getattr(self, field)
+            if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
+                raise ValueError(f"{field} must be a finite number, got {value!r}")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
         if not 0.0 <= self.edge_cutoff < 0.5:
@@ -99,6 +105,8 @@ class Segmentation:
     alpha: np.ndarray
     options: RemoveOptions
     source: LoadedImage
+    max_memory: int | None = DEFAULT_MAX_MEMORY
+    """The budget the image was read with; a background image is read within it too."""
 
     @cached_property
     def foreground(self) -> np.ndarray:
@@ -119,18 +127,22 @@ class Segmentation:
 
     def replaced(
         self,
-        bgcolor: Sequence[int] | None = None,
+        bgcolor: str | Sequence[int] | None = None,
         bg_image: ImageSource | None = None,
         bg_blur: float | None = None,
     ) -> np.ndarray:
-        """The person over a colour, an image (scaled to cover) or their own blurred background (one of them)."""
+        """The person over a colour, an image (scaled to cover) or their own blurred background (one of them).
+
+        ``bgcolor``: ``(R, G, B[, A])`` or text such as ``"red"``, ``"#ff000080"``, ``"0,128,255"``.
+        """
         h, w = self.alpha.shape
         if sum(x is not None for x in (bgcolor, bg_image, bg_blur)) != 1:
             raise ValueError("give exactly one of bgcolor, bg_image, bg_blur")
         if bgcolor is not None:
             background = compose.color_background(h, w, bgcolor)
         elif bg_image is not None:
-            background = compose.cover(read_image(bg_image).rgb, h, w)
+            bg = read_image(bg_image, name="background", max_memory=self.max_memory).rgb
+            background = compose.cover(bg, h, w)
         else:
             background = compose.blurred_background(self.image, self.alpha, float(bg_blur))
         return compose.over(self.foreground, self.alpha, background)
@@ -146,11 +158,17 @@ def segment(
     options: RemoveOptions | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     name: str | None = None,
+    max_memory: int | None = DEFAULT_MAX_MEMORY,
 ) -> Segmentation:
-    """Read ``image``, predict its alpha at full resolution and post-process it."""
+    """Read ``image``, predict its alpha at full resolution and post-process it.
+
+    ``max_pixels`` refuses larger images from the header; ``max_memory`` is the working-memory budget of the
+    image in bytes: a larger one is processed (and rendered) at the largest size that fits, with a warning
+    (see :mod:`personseg.inference.budget`; ``None``: full size whatever it costs).
+    """
     options = options or RemoveOptions()
     model = model if isinstance(model, Segmenter) else load_model(model)
-    loaded = read_image(image, max_pixels=max_pixels, name=name)
+    loaded = read_image(image, max_pixels=max_pixels, name=name, max_memory=max_memory)
     rgb = loaded.rgb
     threshold = options.threshold_for(model)
     alpha = postprocess(rgb, model.predict(rgb), options, threshold)
@@ -161,7 +179,7 @@ def segment(
         else:
             top, bottom, left, right = box
             rgb, alpha = rgb[top:bottom, left:right], alpha[top:bottom, left:right]
-    return Segmentation(image=rgb, alpha=alpha, options=options, source=loaded)
+    return Segmentation(image=rgb, alpha=alpha, options=options, source=loaded, max_memory=max_memory)
 
 
 def remove_background(
@@ -169,18 +187,21 @@ def remove_background(
     model: Segmenter | str | os.PathLike | None = None,
     *,
     only_mask: bool = False,
-    bgcolor: Sequence[int] | None = None,
+    bgcolor: str | Sequence[int] | None = None,
     bg_image: ImageSource | None = None,
     bg_blur: float | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_memory: int | None = DEFAULT_MAX_MEMORY,
     **options: Any,
 ) -> Any:
     """Remove (or replace) the background of ``image``, returning the same kind of object.
 
     ``image``: a path or bytes (-> PNG bytes), a PIL image (-> PIL RGBA), or an RGB ndarray (-> H x W x 4
     uint8). With ``only_mask`` the result is the mask instead (PNG bytes / PIL "L" / H x W uint8).
-    ``bgcolor`` (R, G, B[, A]), ``bg_image`` (any image, scaled to cover) or ``bg_blur`` (sigma in pixels)
-    put a new background behind the person. ``model``: a loaded model, a shipped name or a path
+    ``bgcolor`` ((R, G, B[, A]), ``"red"``, ``"#00ff0080"``), ``bg_image`` (any image, scaled to cover) or
+    ``bg_blur`` (sigma in pixels) put a new background behind the person. ``max_pixels`` refuses larger images;
+    ``max_memory`` (bytes) is the working-memory budget: a larger image is processed, and returned, reduced to
+    fit (a warning is logged); ``None`` lifts it. ``model``: a loaded model, a shipped name or a path
     (default: the shipped default). Other keyword arguments are :class:`RemoveOptions` fields
     (``soft``, ``edge_cutoff``, ``threshold``, ``keep_largest``, ``fill_holes``, ``feather``, ``matting``,
     ``foreground``, ``crop``, ``crop_margin``).
@@ -191,7 +212,9 @@ def remove_background(
             f"remove_background got unknown option(s) {', '.join(sorted(unknown))}; "
             f"valid: {', '.join(RemoveOptions.__dataclass_fields__)}"
         )
-    seg = segment(image, model, RemoveOptions(**options), max_pixels=max_pixels)
+    if bgcolor is not None:
+        bgcolor = compose.parse_color(bgcolor)  # a bad colour fails before any work
+    seg = segment(image, model, RemoveOptions(**options), max_pixels=max_pixels, max_memory=max_memory)
     if only_mask:
         result = seg.mask()
     elif bgcolor is not None or bg_image is not None or bg_blur is not None:

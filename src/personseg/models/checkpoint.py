@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +93,33 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable personseg checkpoint ({type(exc).__name__}: {exc})") from None
+        damage = _zip_damage(path)
+        if damage is not None:
+            raise ValueError(
+                f"{path}: the checkpoint file is truncated or corrupt ({damage}; {path.stat().st_size:,} bytes): "
+                "an interrupted save or copy, or a full disk? Use another copy (best.pt) or start afresh"
+            ) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"{path}: not a readable personseg checkpoint ({type(exc).__name__}: {first[:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: not a personseg checkpoint (missing format={FORMAT!r})")
     if ckpt.get("version", 0) > VERSION:
         raise ValueError(f"{path}: checkpoint version {ckpt['version']} is newer than this personseg reads")
     return ckpt
+
+
+def _zip_damage(path: Path) -> str | None:
+    """How a file in torch.save's zip format is damaged, or None if it is not a zip or is intact (read only
+    after torch.load failed, whose own message for a cut file is e.g. "OSError: [Errno 22] Invalid argument")."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                return None
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # reads every member and checks its CRC
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return "its zip directory is missing or damaged"
+    return f"{bad} fails its CRC check" if bad else None
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> SegmentationModel:

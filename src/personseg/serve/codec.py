@@ -1,7 +1,8 @@
 """Bytes in and out of the API: reading and probing an upload, and rendering the result as PNG / JPEG / WebP.
 
-The image header is probed before anything is decoded, so a decompression bomb or a non-image costs
-microseconds (413 / 415), and only common raster formats are accepted (no EPS, which would run Ghostscript).
+The image header is probed before anything is decoded, so a decompression bomb, a non-image or an image that
+cannot be decoded within the memory budget costs microseconds (413 / 415), and only common raster formats are
+accepted (no EPS, which would run Ghostscript).
 ``render`` runs in a worker thread of :class:`~personseg.serve.pool.InferencePool`.
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 from fastapi import HTTPException, Request
 from PIL import Image
 
-from personseg.inference.io import encode_image, read_image
+from personseg.inference.io import ImageTooLargeError, check_budget, check_encodable, encode_image, read_image
 from personseg.inference.remove import segment
 from personseg.serve.options import MaskQuery, RemoveQuery
 from personseg.serve.pool import ModelPool
@@ -25,15 +26,18 @@ ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg"}
 
 
-def probe_image(data: bytes, max_pixels: int | None, what: str = "upload") -> None:
-    """Refuse empty, non-image, unsupported-format and oversized images from the header alone."""
+def probe_image(data: bytes, max_pixels: int | None, max_memory: int | None = None, what: str = "upload") -> None:
+    """Refuse empty, non-image, unsupported-format, oversized and undecodable-within-``max_memory`` images from
+    the header alone."""
     if not data:
         raise HTTPException(400, f"{what}: empty body; send an image (multipart field 'file' or the raw bytes)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)  # malformed EXIF and the like: not the log's business
         try:
             with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as img:
                 width, height = img.size
+                mode, fmt = img.mode, img.format
         except Image.DecompressionBombError as exc:
             raise HTTPException(413, f"{what}: image too large ({' '.join(str(exc).split())})") from None
         except Image.UnidentifiedImageError:
@@ -45,6 +49,10 @@ def probe_image(data: bytes, max_pixels: int | None, what: str = "upload") -> No
         raise HTTPException(
             413, f"{what}: image is {width}x{height}, over the server's {max_pixels / 1e6:g} MP limit (--max-pixels)"
         )
+    try:
+        check_budget((width, height), mode, fmt, max_memory, what)
+    except ImageTooLargeError as exc:
+        raise HTTPException(413, str(exc)) from None
 
 
 async def read_upload(request: Request) -> tuple[bytes, bytes | None]:
@@ -80,6 +88,7 @@ def encode(array: np.ndarray, fmt: str) -> bytes:
     """PNG / JPEG through :func:`encode_image`; WebP (with alpha) through OpenCV."""
     if fmt != "webp":
         return encode_image(array, f".{fmt}")
+    check_encodable(array, ".webp")
     code = {4: cv2.COLOR_RGBA2BGRA, 3: cv2.COLOR_RGB2BGR}.get(array.shape[2] if array.ndim == 3 else 0)
     bgr = cv2.cvtColor(array, code) if code is not None else array
     ok, buf = cv2.imencode(".webp", np.ascontiguousarray(bgr), [cv2.IMWRITE_WEBP_QUALITY, 90])
@@ -88,14 +97,24 @@ def encode(array: np.ndarray, fmt: str) -> bytes:
     return buf.tobytes()
 
 
-def render(data: bytes, models: ModelPool, query: MaskQuery, background: bytes | None, max_pixels: int | None) -> bytes:
+def render(
+    data: bytes,
+    models: ModelPool,
+    query: MaskQuery,
+    background: bytes | None,
+    max_pixels: int | None,
+    max_memory: int | None = None,
+) -> bytes:
     """Segment ``data`` and encode what ``query`` asks for (a model's first use loads it, here in the worker)."""
     model = models.get(query.model)
     if not isinstance(query, RemoveQuery):  # /v1/mask
-        seg = segment(data, model, query.remove_options(), max_pixels=max_pixels, name="upload")
+        seg = segment(data, model, query.remove_options(), max_pixels=max_pixels, name="upload", max_memory=max_memory)
         return encode(seg.mask(), "png")
-    bg_image = read_image(background, max_pixels=max_pixels, name="background").rgb if background else None
-    seg = segment(data, model, query.remove_options(query.foreground), max_pixels=max_pixels, name="upload")
+    bg_image = None
+    if background:
+        bg_image = read_image(background, max_pixels=max_pixels, name="background", max_memory=max_memory).rgb
+    options = query.remove_options(query.foreground)
+    seg = segment(data, model, options, max_pixels=max_pixels, name="upload", max_memory=max_memory)
     if query.mask_only:
         return encode(seg.mask(), query.format)
     bgcolor = query.color

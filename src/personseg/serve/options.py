@@ -7,16 +7,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from PIL import ImageColor
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from personseg.inference import compose
 from personseg.inference.remove import RemoveOptions
 
 
 class MaskQuery(BaseModel):
     """Options of ``/v1/mask``; the names follow ``personseg remove``'s flags."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt option is a 400, not silently ignored
+    # A misspelt option is a 400, not silently ignored; nan and inf are not numbers an option can take.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str | None = Field(None, description="a shipped model name (GET /v1/models); default: the server's")
     soft: bool = Field(True, description="soft alpha; false gives a hard 0/1 mask at `threshold` (CLI --hard)")
@@ -66,12 +67,5 @@ class RemoveQuery(MaskQuery):
 
 
 def parse_color(text: str) -> tuple[int, ...]:
-    """``R,G,B[,A]``, ``#RRGGBB[AA]`` or a CSS colour name -> a 3- or 4-tuple of 0..255."""
-    parts = [p for p in text.replace(" ", "").split(",") if p]
-    try:
-        color = tuple(int(p) for p in parts) if len(parts) in (3, 4) else ImageColor.getrgb(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a colour: use R,G,B or R,G,B,A (0-255), #RRGGBB[AA] or a name") from None
-    if not all(0 <= c <= 255 for c in color):
-        raise ValueError(f"{text!r}: colour values must be in 0..255")
-    return color
+    """``R,G,B[,A]``, ``#RRGGBB[AA]`` or a CSS colour name -> a 3- or 4-tuple of 0..255 (ValueError if not)."""
+    return compose.parse_color(text)

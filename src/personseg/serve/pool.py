@@ -60,19 +60,25 @@ class ModelPool:
 class InferencePool:
     """``workers`` threads and room for ``queue_size`` more waiting requests; beyond that, 503 at once.
 
-    The slot counter is touched only on the event loop. A slot is freed when its job *finishes* (not when
-    the client goes away), so the count always matches the work the threads really have.
+    A request reserves its slot only once its upload is complete (a stalled upload never holds one). The slot
+    counter is touched only on the event loop. A slot is freed when its job *finishes* (not when the client goes
+    away or the request times out), so the count always matches the work the threads really have.
     """
 
     def __init__(self, workers: int, queue_size: int) -> None:
         if workers < 1 or queue_size < 0:
             raise ValueError(f"workers must be >= 1 and queue_size >= 0, got {workers} and {queue_size}")
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="personseg-infer")
+        self.workers = workers
         self.capacity = workers + queue_size
         self.in_flight = 0
 
+    @property
+    def full(self) -> bool:
+        return self.in_flight >= self.capacity
+
     def reserve(self) -> None:
-        if self.in_flight >= self.capacity:
+        if self.full:
             raise HTTPException(
                 503, f"server busy: {self.in_flight} requests in progress; retry shortly", headers={"Retry-After": "1"}
             )
@@ -81,8 +87,12 @@ class InferencePool:
     def release(self) -> None:
         self.in_flight -= 1
 
-    async def run(self, fn: Callable, *args: Any) -> Any:
-        """Run ``fn`` in a worker thread for a reserved slot, which it frees when done."""
+    async def run(self, fn: Callable, *args: Any, timeout: float | None = None) -> Any:
+        """Run ``fn`` in a worker thread for a reserved slot, which it frees when done.
+
+        After ``timeout`` seconds :class:`TimeoutError` is raised; a job still waiting in the queue is dropped,
+        a running one finishes in the background (threads cannot be interrupted) and then frees its slot.
+        """
         loop = asyncio.get_running_loop()
         future = self.executor.submit(fn, *args)
 
@@ -93,4 +103,11 @@ class InferencePool:
                 pass
 
         future.add_done_callback(done)
-        return await asyncio.wrap_future(future)
+        result = asyncio.wrap_future(future)
+        # Fetch the outcome even when no one awaits it any more (timed out), so asyncio does not log it at exit.
+        result.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            return await asyncio.wait_for(asyncio.shield(result), timeout)
+        except asyncio.TimeoutError:
+            future.cancel()
+            raise TimeoutError from None

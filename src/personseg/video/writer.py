@@ -14,13 +14,16 @@ png-seq        the person on transparency (RGBA)         a folder of numbered PN
 
 Audio is copied packet for packet when the output container accepts its codec, else re-encoded (AAC, or
 Opus for WebM) with a logged notice. yuv420p needs an even width and height: an odd frame is padded by one
-replicated row / column (logged). Everything is written to a hidden temporary file next to the output and
-renamed at the end; :meth:`VideoWriter.abort` deletes it, :meth:`VideoWriter.close` with ``partial=True``
-finalizes the frames written so far (after Ctrl-C) into a playable file.
+replicated row / column (logged). Everything is written to a hidden temporary file next to the output,
+``.NAME.partial-PID-XXXXXXXX.EXT``, and renamed at the end; :meth:`VideoWriter.abort` deletes it,
+:meth:`VideoWriter.close` with ``partial=True`` finalizes the frames written so far (after Ctrl-C) into a
+playable file. A process killed outright (SIGKILL) cannot clean up: the next writer to the same output removes
+partials whose process is gone (:func:`remove_stale_partials`).
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import shutil
@@ -86,6 +89,42 @@ def check_output(path: str | os.PathLike, kind: str) -> None:
         raise VideoError(f"{path}: {kind} output is H.264; name it .mp4, .mov or .mkv")
 
 
+#: What marks a partial output: ``.NAME.partial-PID-XXXXXXXX.EXT`` beside the output.
+PARTIAL_MARK = ".partial-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_partials(output: str | os.PathLike) -> list[Path]:
+    """Delete the partial files of ``output`` left by runs that were killed (SIGKILL, power loss).
+
+    A signal personseg can catch (Ctrl-C, SIGTERM, SIGHUP) never leaves one; a killed process cannot clean up,
+    so the next run to the same output does, judging by the process id in the name (a running one's is kept).
+    """
+    output = Path(output)
+    removed = []
+    for stem in {output.stem, output.name}:
+        for old in output.parent.glob(f".{glob.escape(stem)}{PARTIAL_MARK}*"):
+            pid = old.name[len(stem) + 1 + len(PARTIAL_MARK) :].split("-", 1)[0]
+            if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+                continue
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+            log.info("removed %s, left by an earlier run that was killed (process %s)", old, pid)
+            removed.append(old)
+    return removed
+
+
 class VideoWriter:
     """Write frames to ``path`` as ``kind``; the file appears only on :meth:`close`.
 
@@ -119,14 +158,17 @@ class VideoWriter:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise VideoError(f"{self.path}: cannot create its folder ({exc.strerror or exc})") from None
+        remove_stale_partials(self.path)
+        # The partial's name carries this process's id, so a later run can tell a killed run's leftover.
+        prefix = f".{self.path.name if kind == 'png-seq' else self.path.stem}{PARTIAL_MARK}{os.getpid()}-"
         if kind == "png-seq":
-            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=folder))
+            self._tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
             self._container = None
             if audio_from is not None:
                 log.info("a PNG sequence has no audio track: the input's audio is not written")
             return
         suffix = self.path.suffix or _DEFAULT_EXTENSION[kind]
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.partial-", suffix=suffix, dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
         os.close(fd)
         self._tmp = Path(tmp)
         try:
