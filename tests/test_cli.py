@@ -16,6 +16,21 @@ from personseg.training import trainer
 REPO = Path(__file__).resolve().parents[1]
 
 
+HIDE = """
+class _Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HIDDEN:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, _Hide())
+"""
+
+
+def hide(*modules: str) -> str:
+    """Code that makes ``modules`` uninstalled for the rest of the interpreter's life, as pip would leave it."""
+    return f"HIDDEN = {set(modules)!r}\n{HIDE}"
+
+
 def run_cli(code: str, *args: str) -> subprocess.CompletedProcess:
     """Run ``code`` (which may hide modules) then ``personseg ARGS`` in a fresh interpreter."""
     script = f"import sys\n{code}\nfrom personseg.cli import main\nsys.exit(main({list(args)!r}))"
@@ -33,11 +48,41 @@ def run_cli(code: str, *args: str) -> subprocess.CompletedProcess:
     ],
 )
 def test_a_missing_extra_is_named_in_one_line(hidden, args, extra):
-    result = run_cli(f"sys.modules[{hidden!r}] = None", *args)
+    result = run_cli(hide(hidden), *args)
     assert result.returncode in (1, 2), result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert f"pip install 'personseg[{extra}]'" in lines[0] and "Traceback" not in result.stderr
+
+
+INFERENCE_ONLY = hide("torch", "torchvision", "yaml", "albumentations", "av", "fastapi", "gradio", "timm")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["models"], ["data", "list"], ["remove", "--help"], ["evaluate", "--help"], ["--help"]],
+)
+def test_inference_only_install_runs_these_subcommands(args):
+    result = run_cli(INFERENCE_ONLY, *args)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_inference_only_evaluate_scores_a_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from synthetic import person
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    for i in range(2):
+        img, mask = person(64, 48, seed=i)
+        Image.fromarray(img).save(tmp_path / "images" / f"p{i}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "masks" / f"p{i}.png")
+    result = run_cli(INFERENCE_ONLY, "evaluate", "--model", "personseg-fast", "--data", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "iou" in result.stdout.lower()
 
 
 def test_models_lists_architectures_without_importing_torch():

@@ -21,7 +21,11 @@ def run(args: argparse.Namespace) -> int:
     print("shipped models (personseg.load_model(NAME)):")
     for name, entry in SHIPPED_MODELS.items():
         print(f"  {name:20s} {entry.description}")
-    if importlib.util.find_spec("torch") is None:
+    try:
+        has_torch = importlib.util.find_spec("torch") is not None
+    except ImportError:  # a broken or blocked install counts as none
+        has_torch = False
+    if not has_torch:
         print("architectures for training: install personseg[train] to train (pip install 'personseg[train]')")
     else:
         print("architectures for training (personseg train --model NAME):")
