@@ -336,3 +336,53 @@ def test_quiet_prints_no_info(tiny_model, photos, tmp_path) -> None:
     result = subprocess.run([*cmd, *model], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "INFO" not in result.stderr and "done 2, failed 0" in result.stderr
+
+
+# --- issue 14: --subject; issue 16: -o - on a terminal, the comparison with a new background -----------------
+
+
+@pytest.mark.parametrize("subject", ["all", "main"])
+def test_subject_main_drops_the_person_at_the_edge(cli, tmp_path, subject) -> None:
+    from test_inference_remove import two_people
+
+    rgb, big, small = two_people()
+    Image.fromarray(rgb).save(tmp_path / "two.png")
+    assert cli(tmp_path / "two.png", "-o", tmp_path / "o", "--outputs", "mask", "--subject", subject) == 0
+    mask = np.asarray(Image.open(tmp_path / "o" / "two_mask.png"))
+    assert mask[big].mean() > 200
+    assert (mask[small].max() == 0) if subject == "main" else (mask[small].mean() > 200)
+
+
+def test_a_bad_subject_is_a_usage_error(cli, photos, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli(photos / "a.jpg", "-o", tmp_path / "o", "--subject", "largest")
+    assert exc.value.code == 2 and "choose from 'all', 'main'" in capsys.readouterr().err
+
+
+class _Terminal:
+    """A stdout that is a terminal: nothing may be written to it."""
+
+    @property
+    def buffer(self):
+        raise AssertionError("binary data written to a terminal")
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_stdout_refuses_a_terminal(cli, photos, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "stdout", _Terminal())
+    assert cli(photos / "a.jpg", "-o", "-") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stdout is a terminal" in err[0] and "> out.png" in err[0]
+
+
+def test_comparison_shows_the_new_background(cli, photos, tmp_path) -> None:
+    assert cli(photos / "b.png", "-o", tmp_path / "o", "--bg-color", "0,255,0") == 0
+    strip = np.asarray(Image.open(tmp_path / "o" / "b_comparison.jpg")).astype(int)
+    assert strip.shape == (50, 210, 3)
+    corner = strip[:5, 140:145].reshape(-1, 3).mean(0)  # background of the third panel: green, not a checkerboard
+    assert corner[1] > 230 and corner[0] < 25 and corner[2] < 25
+    assert cli(photos / "b.png", "-o", tmp_path / "plain", "--outputs", "comparison") == 0
+    board = np.asarray(Image.open(tmp_path / "plain" / "b_comparison.jpg")).astype(int)[:5, 140:145]
+    assert abs(board[..., 0] - board[..., 1]).max() < 25  # grey checkerboard without a --bg-* option

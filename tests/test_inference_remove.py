@@ -24,6 +24,19 @@ def photo():
     return disc_image(90, 120, center=(45, 60), radius=30, seed=7)
 
 
+def two_people(h: int = 80, w: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A big central 'person' (disc) and a small one cut by the top edge, apart: (RGB, big mask, small mask).
+
+    Shared with the CLI and server tests of ``subject``.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    big = (yy - 0.55 * h) ** 2 + (xx - 0.5 * w) ** 2 <= (0.3 * h) ** 2
+    small = (yy - 6) ** 2 + (xx - 0.15 * w) ** 2 <= (0.15 * h) ** 2
+    img = np.where((big | small)[..., None], 220, 30).astype(np.float32) + rng.normal(0, 8, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8), big, small
+
+
 def _png(data: bytes) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     assert img.format == "PNG"
@@ -157,6 +170,7 @@ def test_options_are_validated_with_their_names(onnx_model, photo) -> None:
         ({"foreground": "x"}, "foreground"),
         ({"matting": True, "soft": False}, "matting"),
         ({"edge_cutoff": 0.6}, "edge_cutoff"),
+        ({"subject": "largest"}, "subject must be one of all, main"),
     ]:
         with pytest.raises(ValueError, match=match):
             RemoveOptions(**bad)
@@ -188,3 +202,17 @@ def test_named_and_text_colours(onnx_model, photo) -> None:
 def test_nan_and_inf_options_name_the_option(field, value) -> None:
     with pytest.raises(ValueError, match=f"{field} must be a finite number"):
         RemoveOptions(**{field: value})
+
+
+def test_subject_main_keeps_the_central_person_and_drops_the_one_at_the_edge(onnx_model) -> None:
+    rgb, big, small = two_people()
+    every = personseg.remove_background(rgb, onnx_model, only_mask=True)
+    main = personseg.remove_background(rgb, onnx_model, only_mask=True, subject="main")
+    assert every[small].mean() > 200 and every[big].mean() > 200  # the default, "all", keeps both
+    assert main[small].max() == 0 and main[big].mean() > 200
+    np.testing.assert_array_equal(main[big], every[big])  # the kept person is untouched
+    # Chosen before the other steps: a hard mask, holes and crop then see the main person only.
+    cropped = segment(rgb, onnx_model, RemoveOptions(subject="main", soft=False, crop=True, crop_margin=0))
+    rows, cols = np.flatnonzero(big.any(1)), np.flatnonzero(big.any(0))
+    assert abs(cropped.alpha.shape[0] - (rows[-1] + 1 - rows[0])) <= 3
+    assert abs(cropped.alpha.shape[1] - (cols[-1] + 1 - cols[0])) <= 3

@@ -18,8 +18,12 @@ pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
 from fastapi.testclient import TestClient  # noqa: E402
 
+import test_inference_fixtures as fx  # noqa: E402
 from personseg.inference.api import Segmenter, load_model  # noqa: E402
 from personseg.serve.app import API_KEY_ENV, create_app, parse_color  # noqa: E402
+from test_inference_remove import two_people  # noqa: E402
+
+tiny_model = fx.tiny_model  # a session fixture: a tiny model that finds bright discs (test_inference_fixtures)
 
 H, W = 128, 96
 
@@ -246,6 +250,7 @@ def test_clients_cannot_name_model_files(client, png):
         ({"format": "gif"}, "format"),
         ({"keep_largest": -1}, "keep_largest"),
         ({"colour": "red"}, "colour"),  # misspelt options are refused, not ignored
+        ({"subject": "largest"}, "subject"),
     ],
 )
 def test_bad_options_are_400(client, png, params, word):
@@ -586,3 +591,22 @@ def test_docs_without_the_asset_package_are_a_plain_page(monkeypatch):
         r = c.get("/docs")
         assert r.status_code == 200 and "POST /v1/remove" in r.text and "<script" not in r.text
         assert "/openapi.json" in r.text and c.get("/redoc").status_code == 200
+
+
+def test_subject_main_on_both_routes(tiny_model):
+    rgb, big, small = two_people()  # a big central person and a small one at the top edge
+    with TestClient(create_app(str(tiny_model.onnx), threads=1)) as c:
+        for route in ("/v1/mask", "/v1/remove"):
+            every = post(c, encoded(rgb), route)
+            main = post(c, encoded(rgb), route, subject="main")
+            every, main = (x[..., 3] if x.ndim == 3 else x for x in (every, main))
+            assert every[small].mean() > 200 and every[big].mean() > 200, route
+            assert main[small].max() == 0 and main[big].mean() > 200, route
+        r = c.post("/v1/mask", params={"subject": "largest"}, content=encoded(rgb))
+    assert_error(r, 400, "subject", "'all' or 'main'")
+
+
+def test_openapi_lists_the_subject_values(client):
+    schema = client.get("/openapi.json").json()
+    params = {p["name"]: p for p in schema["paths"]["/v1/mask"]["post"]["parameters"]}
+    assert params["subject"]["schema"]["enum"] == ["all", "main"]

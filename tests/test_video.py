@@ -494,3 +494,92 @@ def test_a_killed_runs_partial_is_removed_by_the_next_run(tmp_path):
     process_video(src, out, FakeSegmenter())
     process_video(src, tmp_path / "frames", FakeSegmenter(), VideoOptions(output_kind="png-seq"))
     assert out.exists() and not stale.exists() and not stale_dir.exists() and alive.exists()
+
+
+# --- issue 14: the flow stabiliser by default, --stabilizer, --subject main across frames -----------------------
+
+
+def two_people_frames(n: int, appear: int, h: int = 96, w: int = 160) -> list[np.ndarray]:
+    """A person on the right; from frame ``appear`` a bigger one nearer the centre on the left, never touching."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(n):
+        img = rng.normal(40, 6, (h, w, 3))
+        img[20:90, 110:135] = 215  # the first person
+        if i >= appear:
+            img[5:95, 30:80] = 215  # walks in: bigger and more central, so they would win a photo's choice
+        frames.append(np.clip(img, 0, 255).astype(np.uint8))
+    return frames
+
+
+@pytest.fixture()
+def fake_model(monkeypatch):
+    """The CLI's model loader returns a :class:`FakeSegmenter` (brightness, exact and fast)."""
+    from personseg.cli import options
+
+    monkeypatch.setattr(options, "load_model_from_args", lambda args: FakeSegmenter())
+
+
+@pytest.mark.parametrize("subject", ["all", "main"])
+def test_subject_main_stays_on_the_same_person_across_frames(tmp_path, fake_model, subject):
+    (tmp_path / "seq").mkdir()
+    for i, img in enumerate(two_people_frames(8, appear=3)):
+        cv2.imwrite(str(tmp_path / "seq" / f"{i:03d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "frames"
+    assert main(["video", str(tmp_path / "seq" / "*.png"), str(out), "--subject", subject, "-q"]) == 0
+    alphas = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED)[..., 3] for p in sorted(out.glob("frame_*.png"))]
+    assert len(alphas) == 8
+    for i, alpha in enumerate(alphas):
+        assert alpha[30:80, 115:130].min() > 200, i  # the first person, always
+        newcomer = alpha[15:85, 40:70]
+        if subject == "main" or i < 3:
+            assert newcomer.max() == 0, i
+        else:
+            assert newcomer.min() > 200, i
+
+
+def test_the_subject_is_chosen_afresh_where_the_stabiliser_restarts():
+    from personseg.inference.remove import RemoveOptions
+    from personseg.video.pipeline import Background, finish_frame, make_subject_tracker
+
+    options = VideoOptions(remove=RemoveOptions(subject="main"))
+    tracker = make_subject_tracker(options, 0.5)
+    first, both = two_people_frames(2, appear=1)
+    background = Background(options, "mask")
+
+    def alpha(rgb: np.ndarray, restarted: bool) -> np.ndarray:
+        low = FakeSegmenter().predict_lowres([rgb])[0]
+        return finish_frame(rgb, low, options, 0.5, "mask", background, tracker, restarted)
+
+    assert alpha(first, True)[50, 120] == 255
+    kept = alpha(both, False)
+    assert kept[50, 120] == 255 and kept[50, 55] == 0
+    fresh = alpha(both, True)  # a scene cut: the best-scoring person of the new shot
+    assert fresh[50, 55] == 255 and fresh[50, 120] == 0
+
+
+STABILIZER_FLAGS = [([], "FlowStabilizer"), (["--stabilizer", "flow"], "FlowStabilizer")]
+STABILIZER_FLAGS += [(["--stabilizer", "plain"], "Stabilizer"), (["--no-smooth"], "NoneType")]
+
+
+@pytest.mark.parametrize("command", ["video", "live"])
+@pytest.mark.parametrize("flags, made", STABILIZER_FLAGS)
+def test_stabilizer_choice_reaches_the_pipeline(tmp_path, fake_model, monkeypatch, command, flags, made):
+    from personseg.video import pipeline
+
+    built = []
+    real = pipeline.make_stabilizer
+    monkeypatch.setattr(pipeline, "make_stabilizer", lambda o: built.append(real(o)) or built[-1])
+    src = tmp_path / "clip.mp4"
+    make_clip(src, n=4)
+    if command == "video":
+        args = ["video", str(src), str(tmp_path / "out.mp4"), "-q"]
+    else:
+        args = ["live", "--camera", str(src), "--no-window", "--max-frames", "3"]
+    assert main(args + flags) == 0
+    assert [type(s).__name__ for s in built] == [made]
+
+
+def test_stabilizer_option_is_validated():
+    with pytest.raises(ValueError, match="stabilizer 'median': choose from flow, plain"):
+        VideoOptions(stabilizer="median")

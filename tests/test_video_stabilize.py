@@ -134,3 +134,21 @@ def test_flow_stabilizer_keeps_still_edges_still():
     stab = FlowStabilizer()
     outs = [stab.update(truth, frame) for _ in range(5)]
     assert all(np.array_equal(o >= 0.5, truth >= 0.5) for o in outs)
+
+
+@pytest.mark.parametrize("cls", [Stabilizer, FlowStabilizer])
+def test_restarted_says_when_the_past_was_dropped(cls):
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 60, (32, 32, 3), dtype=np.uint8)
+    prob = np.full((16, 16), 0.8, np.float32)
+    stab = cls()
+    stab.update(prob, frame)
+    assert stab.restarted  # the first frame
+    stab.update(prob, frame)
+    assert not stab.restarted
+    stab.update(prob, 255 - frame)  # a scene cut
+    assert stab.restarted
+    stab.update(prob, 255 - frame)
+    assert not stab.restarted
+    stab.update(np.full((8, 8), 0.8, np.float32), 255 - frame)  # a new size
+    assert stab.restarted

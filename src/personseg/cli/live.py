@@ -1,9 +1,10 @@
 """``personseg live``: replace the background of a webcam, stream or file as it plays.
 
 Frames come from OpenCV's ``VideoCapture`` (a camera index, a URL, or a file for testing); each is segmented,
-stabilised and composited over the chosen background (the blurred scene by default). The result goes to a
-window with an FPS readout (``q`` or Esc quits), to a virtual camera (``--virtual-camera``, needs
-``pip install 'personseg[live]'``) and/or to a video file (``--output``).
+stabilised (motion-compensated unless ``--stabilizer plain`` or ``--no-smooth``), optionally narrowed to the
+main subject (``--subject main``) and composited over the chosen background (the blurred scene by default).
+The result goes to a window with an FPS readout (``q`` or Esc quits), to a virtual camera
+(``--virtual-camera``, needs ``pip install 'personseg[live]'``) and/or to a video file (``--output``).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from personseg.cli.video import Terminated, video_options_from_args
     from personseg.video import VideoWriter
-    from personseg.video.pipeline import Background, finish_frame, make_stabilizer
+    from personseg.video.pipeline import Background, finish_frame, make_stabilizer, make_subject_tracker, stabilize
 
     if all(getattr(args, f) is None for f in ("bg_color", "bg_image", "bg_blur", "bg_video")):
         args.bg_blur = DEFAULT_BLUR
@@ -134,6 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         background.prepare(height, width)
         stabilizer = make_stabilizer(video_options)
         threshold = video_options.remove.threshold_for(model)
+        subject = make_subject_tracker(video_options, threshold)
         if args.output:
             from fractions import Fraction
 
@@ -143,10 +145,9 @@ def _run(args: argparse.Namespace) -> int:
         last = time.perf_counter()
         while ok:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            low = model.predict_lowres([rgb])[0]
-            if stabilizer is not None:
-                low = stabilizer.update(low, rgb)
-            out = finish_frame(rgb, low, video_options, threshold, "composite", background)
+            # The same per-frame steps as personseg video's pipeline, one frame at a time.
+            low, restarted = stabilize(stabilizer, model.predict_lowres([rgb])[0], rgb)
+            out = finish_frame(rgb, low, video_options, threshold, "composite", background, subject, restarted)
             frames += 1
             now = time.perf_counter()
             fps = 1.0 / max(now - last, 1e-6) if frames == 1 else 0.9 * fps + 0.1 / max(now - last, 1e-6)

@@ -94,8 +94,23 @@ def add_max_memory_option(parser: argparse.ArgumentParser, default: int | None =
     )
 
 
+def add_subject_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--subject all|main``: photos, video and live (through :func:`add_postprocess_options`)."""
+    from personseg.inference.subject import SUBJECT_MODES
+
+    parser.add_argument(
+        "--subject",
+        choices=SUBJECT_MODES,
+        default="all",
+        help="all: every person; main: only the most prominent person (largest x most central x sharpest) and "
+        "anyone touching them, dropping bystanders and audiences; in a video the same person stays chosen "
+        "from frame to frame, even when someone bigger walks past (default: %(default)s)",
+    )
+
+
 def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("mask post-processing")
+    add_subject_option(group)
     group.add_argument(
         "--threshold",
         type=float,
@@ -201,6 +216,7 @@ def remove_options_from_args(args: argparse.Namespace):
         foreground=args.foreground,
         crop=getattr(args, "crop", False),
         crop_margin=getattr(args, "crop_margin", 0.05),
+        subject=args.subject,
     )
 
 

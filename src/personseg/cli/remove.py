@@ -198,17 +198,24 @@ def output_paths(job: Job, kinds: list[str], folder: Path, bgcolor: tuple[int, .
     return {k: folder / job.stem.parent / f"{job.stem.name}_{k}{ext[k]}" for k in kinds}
 
 
-def render(seg, kind: str, args: argparse.Namespace, bg_image):
-    """The uint8 array of one output kind."""
-    if kind == "original":
-        return seg.image
-    if kind == "mask":
-        return seg.mask()
-    if kind == "cutout":
-        return seg.cutout()
-    if kind == "comparison":
-        return seg.comparison()
-    return seg.replaced(bgcolor=args.bg_color, bg_image=bg_image, bg_blur=args.bg_blur)
+def _replacing(args: argparse.Namespace) -> bool:
+    return args.bg_color is not None or args.bg_image is not None or args.bg_blur is not None
+
+
+def render_all(seg, kinds, args: argparse.Namespace, bg_image) -> dict:
+    """The uint8 array of each output kind. With a ``--bg-*`` option the comparison shows the new background
+    (the replaced image, made once for both)."""
+    replaced = None
+    if _replacing(args) and {"comparison", "replaced"} & set(kinds):
+        replaced = seg.replaced(bgcolor=args.bg_color, bg_image=bg_image, bg_blur=args.bg_blur)
+    makers = {
+        "original": lambda: seg.image,
+        "mask": seg.mask,
+        "cutout": seg.cutout,
+        "comparison": lambda: seg.comparison(replaced),
+        "replaced": lambda: replaced,
+    }
+    return {kind: makers[kind]() for kind in kinds}
 
 
 def _say(message: object) -> None:
@@ -222,7 +229,7 @@ def _fail(message: object) -> int:
 
 
 def _requested_kinds(args: argparse.Namespace, to_stdout: bool) -> list[str]:
-    replacing = args.bg_color is not None or args.bg_image is not None or args.bg_blur is not None
+    replacing = _replacing(args)
     if args.outputs is None:
         if to_stdout:
             return ["replaced" if replacing else "cutout"]
@@ -270,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
     jobs, problems = collect_inputs(specs, args.recursive, exclude=folder.resolve() if folder else None)
     if STDIN in specs and sys.stdin.isatty():
         return _fail("- reads an image from stdin, but stdin is a terminal: pipe an image in")
+    if to_stdout and sys.stdout.isatty():
+        return _fail("-o - writes a binary PNG to stdout, but stdout is a terminal: redirect it (> out.png) or pipe it")
     if to_stdout and len(jobs) + len(problems) != 1:
         return _fail(f"-o - writes one image to stdout, but {len(jobs) + len(problems)} inputs were given")
     # Everything that can fail for the whole batch is checked before the first image is touched.
@@ -290,7 +299,8 @@ def run(args: argparse.Namespace) -> int:
         seg = segment(
             source, model, remove_options, max_pixels=args.max_pixels, name=job.name, max_memory=args.max_memory
         )
-        return {kind: encode_image(render(seg, kind, args, bg_image), ext) for kind, ext in extensions.items()}
+        images = render_all(seg, extensions, args, bg_image)
+        return {kind: encode_image(images[kind], ext) for kind, ext in extensions.items()}
 
     if to_stdout:
         if problems:

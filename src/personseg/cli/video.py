@@ -37,8 +37,8 @@ def add_bg_video_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_smoothing_options(parser: argparse.ArgumentParser) -> None:
-    """``--smooth`` / ``--no-smooth``: temporal stabilisation, shared by ``video`` and ``live``."""
-    from personseg.video.stabilize import DEFAULT_STRENGTH
+    """``--smooth`` / ``--no-smooth`` / ``--stabilizer``: temporal stabilisation, shared by ``video`` and ``live``."""
+    from personseg.video.stabilize import DEFAULT_STRENGTH, STABILIZERS
 
     group = parser.add_argument_group("temporal smoothing")
     group.add_argument(
@@ -50,6 +50,14 @@ def add_smoothing_options(parser: argparse.ArgumentParser) -> None:
         f"follow the current frame (default: {DEFAULT_STRENGTH})",
     )
     group.add_argument("--no-smooth", action="store_true", help="no temporal smoothing (each frame on its own)")
+    group.add_argument(
+        "--stabilizer",
+        choices=STABILIZERS,
+        default=STABILIZERS[0],
+        help="flow: the previous mask is first moved along the optical flow, so a panning camera or a moving "
+        "person neither lags nor flickers (under 1 ms more per frame); plain: blend in place where the frame did not "
+        "change (default: %(default)s)",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
@@ -124,6 +132,7 @@ def video_options_from_args(args: argparse.Namespace):
         background_video=arg("bg_video"),
         smooth=not args.no_smooth and args.smooth > 0,
         smooth_strength=0.0 if args.no_smooth else args.smooth,
+        stabilizer=args.stabilizer,
         batch_size=arg("batch", 4),
         internal_size=arg("internal_size", 0),
         remove=options.remove_options_from_args(args),

@@ -22,6 +22,7 @@ from personseg.inference import compose, refine
 from personseg.inference.api import Segmenter, load_model
 from personseg.inference.budget import DEFAULT_MAX_MEMORY
 from personseg.inference.io import DEFAULT_MAX_PIXELS, ImageSource, LoadedImage, encode_image, read_image
+from personseg.inference.subject import SubjectTracker, check_subject, main_subject
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ class RemoveOptions:
     """Crop every output to the people's bounding box."""
     crop_margin: float = 0.05
     """Margin around the crop, as a fraction of the box's height / width."""
+    subject: str = "all"
+    """``all`` the people, or only the ``main`` one and whoever touches them, dropping bystanders and audiences
+    (the rule: :mod:`personseg.inference.subject`)."""
 
     def __post_init__(self) -> None:
         for field in ("edge_cutoff", "threshold", "fill_holes", "feather", "crop_margin"):
@@ -72,6 +76,7 @@ class RemoveOptions:
             raise ValueError(f"crop_margin must be >= 0, got {self.crop_margin}")
         if self.foreground not in FOREGROUND_METHODS:
             raise ValueError(f"foreground={self.foreground!r}: use one of {', '.join(FOREGROUND_METHODS)}")
+        check_subject(self.subject, "subject")
         if self.matting and not self.soft:
             raise ValueError("matting produces a soft alpha: it cannot be combined with a hard mask (soft=False)")
 
@@ -80,8 +85,21 @@ class RemoveOptions:
         return self.threshold if self.threshold is not None else float(model.threshold)
 
 
-def postprocess(image: np.ndarray, alpha: np.ndarray, options: RemoveOptions, threshold: float) -> np.ndarray:
-    """Apply ``options`` to the full-resolution ``alpha`` of ``image``, in a fixed order."""
+def postprocess(
+    image: np.ndarray,
+    alpha: np.ndarray,
+    options: RemoveOptions,
+    threshold: float,
+    subject: SubjectTracker | None = None,
+) -> np.ndarray:
+    """Apply ``options`` to the full-resolution ``alpha`` of ``image``, in a fixed order.
+
+    The main subject is chosen first, on the model's own probability: every later step (edge cutoff,
+    components, holes, matting, threshold, feather) then works on the kept person only. A video passes its
+    ``subject`` tracker so the choice stays on the same person from frame to frame.
+    """
+    if options.subject == "main":
+        alpha = subject(alpha, image) if subject is not None else main_subject(alpha, image, threshold)
     if options.soft:
         alpha = refine.tighten(alpha, options.edge_cutoff)
     if options.keep_largest:
@@ -147,9 +165,17 @@ class Segmentation:
             background = compose.blurred_background(self.image, self.alpha, float(bg_blur))
         return compose.over(self.foreground, self.alpha, background)
 
-    def comparison(self) -> np.ndarray:
-        """Original | mask | cut-out on a checkerboard (see :func:`compose.comparison`)."""
-        return compose.comparison(self.image, self.alpha, self.cutout())
+    def comparison(self, result: np.ndarray | None = None) -> np.ndarray:
+        """Original | mask | result (see :func:`compose.comparison`).
+
+        The result is the cut-out on a checkerboard, or ``result`` when given: a :meth:`replaced` image, so the
+        strip shows the new background (a see-through colour over the checkerboard).
+        """
+        if result is None:
+            return compose.comparison(self.image, self.alpha, self.cutout())
+        if result.shape[2] == 3:
+            result = np.dstack([result, np.full(result.shape[:2], 255, np.uint8)])
+        return compose.comparison(self.image, self.alpha, result)
 
 
 def segment(
@@ -204,7 +230,7 @@ def remove_background(
     fit (a warning is logged); ``None`` lifts it. ``model``: a loaded model, a shipped name or a path
     (default: the shipped default). Other keyword arguments are :class:`RemoveOptions` fields
     (``soft``, ``edge_cutoff``, ``threshold``, ``keep_largest``, ``fill_holes``, ``feather``, ``matting``,
-    ``foreground``, ``crop``, ``crop_margin``).
+    ``foreground``, ``crop``, ``crop_margin``, ``subject``).
     """
     unknown = set(options) - set(RemoveOptions.__dataclass_fields__)
     if unknown:

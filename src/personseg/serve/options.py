@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from personseg.inference import compose
 from personseg.inference.remove import RemoveOptions
+from personseg.inference.subject import SUBJECT_MODES
+
+#: ``subject``'s values, read from the one definition (an OpenAPI enum; anything else is a 400 naming them).
+Subject = Literal[SUBJECT_MODES]  # type: ignore[valid-type]
 
 
 class MaskQuery(BaseModel):
@@ -28,6 +32,11 @@ class MaskQuery(BaseModel):
     feather: float = Field(0.0, ge=0, le=100, description="blur the mask edge by this many pixels")
     crop: bool = Field(False, description="crop to the people's bounding box")
     crop_margin: float = Field(0.05, ge=0, le=1, description="margin around the crop, fraction of the box")
+    subject: Subject = Field(
+        "all",
+        description="all: every person; main: only the most prominent person (largest x most central x sharpest) "
+        "and anyone touching them, dropping bystanders and audiences",
+    )
 
     def remove_options(self, foreground: str = "blur") -> RemoveOptions:
         return RemoveOptions(
@@ -40,6 +49,7 @@ class MaskQuery(BaseModel):
             crop=self.crop,
             crop_margin=self.crop_margin,
             foreground=foreground,
+            subject=self.subject,
         )
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from personseg.video.pipeline import DEFAULT_BACKGROUND, VideoOptions, VideoResult, process_video
 from personseg.video.reader import VideoError, VideoInfo, VideoReader
-from personseg.video.stabilize import Stabilizer
+from personseg.video.stabilize import FlowStabilizer, Stabilizer
 from personseg.video.writer import OUTPUT_KINDS, VideoWriter, kind_from_path
 
 __all__ = [
     "DEFAULT_BACKGROUND",
+    "FlowStabilizer",
     "OUTPUT_KINDS",
     "Stabilizer",
     "VideoError",

@@ -3,8 +3,10 @@
 The four stages run in their own threads joined by small bounded queues (decoding, ONNX Runtime, OpenCV and
 the encoders all release the GIL), so decoding and encoding overlap with inference and memory stays at a
 few frames whatever the video's length. The network sees ``batch_size`` frames per call; its low-resolution
-probability is stabilised (:class:`~personseg.video.stabilize.Stabilizer`) and brought back to full
-resolution along the frame's own edges (guided upsampling), then post-processed exactly like a photo.
+probability is stabilised (:class:`~personseg.video.stabilize.FlowStabilizer` by default, motion-compensated)
+and brought back to full resolution along the frame's own edges (guided upsampling), then post-processed
+exactly like a photo; with ``subject="main"`` a :class:`~personseg.inference.subject.SubjectTracker` keeps the
+same person from frame to frame, and starts afresh where the stabiliser does (a scene cut).
 
 Errors in any stage stop the others and delete the partial output; Ctrl-C (or a ``KeyboardInterrupt`` from
 any stage) finalizes the frames already encoded into a playable file, then re-raises.
@@ -27,8 +29,9 @@ import numpy as np
 
 from personseg.inference import compose, refine
 from personseg.inference.remove import RemoveOptions, postprocess
+from personseg.inference.subject import SubjectTracker
 from personseg.video.reader import VideoInfo, VideoReader, iter_looped
-from personseg.video.stabilize import DEFAULT_STRENGTH, Stabilizer
+from personseg.video.stabilize import DEFAULT_STRENGTH, STABILIZERS, FlowStabilizer, Stabilizer
 from personseg.video.writer import ALPHA_KINDS, OUTPUT_KINDS, VideoWriter, check_output, kind_from_path
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,9 @@ class VideoOptions:
     """Temporal stabilisation of the mask (see :class:`Stabilizer`)."""
     smooth_strength: float = DEFAULT_STRENGTH
     """How much the past counts in still regions, in [0, 1)."""
+    stabilizer: str = STABILIZERS[0]
+    """``flow`` (the past warped along optical flow first, :class:`FlowStabilizer`) or ``plain``
+    (:class:`Stabilizer`)."""
     batch_size: int = 4
     """Frames per network call."""
     internal_size: int = 0
@@ -91,6 +97,8 @@ class VideoOptions:
             raise ValueError(f"internal_size must be >= 0 (0: full size), got {self.internal_size}")
         if not 0.0 <= self.smooth_strength < 1.0:
             raise ValueError(f"smooth_strength must be in [0, 1), got {self.smooth_strength}")
+        if self.stabilizer not in STABILIZERS:
+            raise ValueError(f"stabilizer {self.stabilizer!r}: choose from {', '.join(STABILIZERS)}")
         if self.max_frames < 0:
             raise ValueError(f"max_frames must be >= 0 (0: all), got {self.max_frames}")
         if self.queue_size < 1:
@@ -183,9 +191,10 @@ def _run(reader, writer, model, options, kind, background, progress) -> Path | N
     rendered: queue.Queue = queue.Queue(options.queue_size)
     threshold = options.remove.threshold_for(model)
     stabilizer = make_stabilizer(options)
+    subject = make_subject_tracker(options, threshold)
 
-    def render(frame, low) -> np.ndarray:
-        return finish_frame(frame.rgb, low, options, threshold, kind, background)
+    def render(frame, low, restarted) -> np.ndarray:
+        return finish_frame(frame.rgb, low, options, threshold, kind, background, subject, restarted)
 
     threads = [
         threading.Thread(target=_decode_stage, args=(reader, decoded, stop), name="video-decode", daemon=True),
@@ -279,9 +288,8 @@ def _predict_stage(model, stabilizer, options: VideoOptions, inp: queue.Queue, o
                 small = [_downscale(f.rgb, options.internal_size) for f in batch]
                 lows = model.predict_lowres(small)
                 for frame, low, guide in zip(batch, lows, small, strict=True):
-                    if stabilizer is not None:
-                        low = stabilizer.update(low, guide)
-                    if not _put(out, (frame, low), stop):
+                    low, restarted = stabilize(stabilizer, low, guide)
+                    if not _put(out, (frame, low, restarted), stop):
                         return
             if done:
                 _put(out, item, stop)
@@ -296,8 +304,8 @@ def _map_stage(fn: Callable, inp: queue.Queue, out: queue.Queue, stop: threading
             if item is _END or isinstance(item, _Failure):
                 _put(out, item, stop)
                 return
-            frame, low = item
-            if not _put(out, (fn(frame, low), frame.pts), stop):
+            frame, low, restarted = item
+            if not _put(out, (fn(frame, low, restarted), frame.pts), stop):
                 return
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread
         _put(out, _Failure(exc), stop)
@@ -312,16 +320,43 @@ def _downscale(rgb: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def make_stabilizer(options: VideoOptions) -> Stabilizer | None:
-    """The stabiliser ``options`` ask for, or ``None`` when smoothing is off."""
-    return Stabilizer(options.smooth_strength) if options.smooth and options.smooth_strength > 0 else None
+    """The stabiliser ``options`` ask for (``flow`` or ``plain``), or ``None`` when smoothing is off."""
+    if not options.smooth or options.smooth_strength <= 0:
+        return None
+    cls = FlowStabilizer if options.stabilizer == "flow" else Stabilizer
+    return cls(options.smooth_strength)
+
+
+def make_subject_tracker(options: VideoOptions, threshold: float) -> SubjectTracker | None:
+    """One video's main-subject tracker (``options.remove.subject == "main"``), else ``None``."""
+    return SubjectTracker(threshold) if options.remove.subject == "main" else None
+
+
+def stabilize(stabilizer: Stabilizer | None, low: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(the stabilised probability, whether the stabiliser started afresh: a scene cut or the first frame)."""
+    if stabilizer is None:
+        return low, False
+    low = stabilizer.update(low, guide)
+    return low, stabilizer.restarted
 
 
 def finish_frame(
-    rgb: np.ndarray, low: np.ndarray, options: VideoOptions, threshold: float, kind: str, background: Background
+    rgb: np.ndarray,
+    low: np.ndarray,
+    options: VideoOptions,
+    threshold: float,
+    kind: str,
+    background: Background,
+    subject: SubjectTracker | None = None,
+    restarted: bool = False,
 ) -> np.ndarray:
     """A frame's (stabilised) low-resolution probability -> the output frame: guided upsampling to the frame's
-    size, the mask post-processing, then :func:`render_frame`. Shared by ``personseg video`` and ``live``."""
-    alpha = postprocess(rgb, refine.guided_upsample(low, rgb), options.remove, threshold)
+    size, the mask post-processing (the main subject first, by ``subject``, which forgets its choice when the
+    stabiliser ``restarted``), then :func:`render_frame`. Shared by ``personseg video`` and ``live``; call it
+    on the frames in order."""
+    if subject is not None and restarted:
+        subject.reset()
+    alpha = postprocess(rgb, refine.guided_upsample(low, rgb), options.remove, threshold, subject)
     return render_frame(rgb, alpha, kind, options.remove.foreground, background)
 
 

@@ -16,7 +16,8 @@ With a moving camera every pixel "moves", the motion gate opens everywhere and t
 :class:`FlowStabilizer` first follows the motion: dense optical flow (OpenCV's DIS, at the network's resolution)
 warps the previous probability onto the current frame, and the gate is the photometric error that remains after
 warping (occlusions, flow failures), so moving edges stop lagging and still ones stop boiling under a panning
-camera too.
+camera too. It measured better on real footage (davis_people: lower temporal error and flicker, IoU +0.01), so
+it is the default of ``personseg video`` and ``personseg live`` (``--stabilizer plain`` picks the other).
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ import cv2
 import numpy as np
 
 DEFAULT_STRENGTH = 0.7
+#: ``--stabilizer`` choices, the default first: motion-compensated (:class:`FlowStabilizer`) or :class:`Stabilizer`.
+STABILIZERS = ("flow", "plain")
 
 
 class Stabilizer:
-    """Stateful smoother: call :meth:`update` on each frame's low-res probability in order."""
+    """Stateful smoother: call :meth:`update` on each frame's low-res probability in order.
+
+    ``restarted`` says whether the last update started afresh (first frame, a new size, a scene cut).
+    """
 
     def __init__(
         self,
@@ -51,6 +57,9 @@ class Stabilizer:
         """Forget the past (a new clip, or a scene cut)."""
         self._prob: np.ndarray | None = None
         self._guide: np.ndarray | None = None
+        # Whether the last update started afresh (first frame, a new size, a scene cut): the past was dropped,
+        # and so should any other per-shot state be (the main-subject tracker).
+        self.restarted = True
 
     def motion(self, guide: np.ndarray) -> np.ndarray:
         """Per-pixel motion gate in [0, 1] between the stored guide and ``guide`` (both float, same size)."""
@@ -64,6 +73,7 @@ class Stabilizer:
         prob = prob.astype(np.float32, copy=False)
         h, w = prob.shape
         guide = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) * (1.0 / 255.0)
+        self.restarted = True
         if self.strength == 0.0 or self._prob is None or self._prob.shape != prob.shape:
             self._prob, self._guide = prob.copy(), guide
             return prob
@@ -71,6 +81,7 @@ class Stabilizer:
         if float(moving.mean()) > self.scene_cut:
             self._prob, self._guide = prob.copy(), guide
             return prob
+        self.restarted = False
         conf_new = np.abs(2.0 * prob - 1.0)
         conf_old = np.abs(2.0 * self._prob - 1.0)
         keep = self.strength * (1.0 - moving) * np.clip(1.0 + conf_old - conf_new, 0.0, 1.0)
@@ -107,6 +118,7 @@ class FlowStabilizer(Stabilizer):
         small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         guide = small.astype(np.float32) * (1.0 / 255.0)
+        self.restarted = True
         if self.strength == 0.0 or self._prob is None or self._prob.shape != prob.shape:
             self._prob, self._guide, self._gray = prob.copy(), guide, gray
             return prob
@@ -123,6 +135,7 @@ class FlowStabilizer(Stabilizer):
         if float(unexplained.mean()) > self.scene_cut:
             self._prob, self._guide, self._gray = prob.copy(), guide, gray
             return prob
+        self.restarted = False
         conf_new = np.abs(2.0 * prob - 1.0)
         conf_old = np.abs(2.0 * past - 1.0)
         keep = self.strength * (1.0 - unexplained) * np.clip(1.0 + conf_old - conf_new, 0.0, 1.0)
