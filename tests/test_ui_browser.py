@@ -1,4 +1,5 @@
-"""The web UI in a real headless Chromium (Playwright): `personseg serve` in a subprocess, upload, result, download.
+"""The web UI in a real headless Chromium (Playwright): `personseg serve` in a subprocess; upload, the result on
+its own over a checkerboard, download.
 
 Needs the system Chromium (Debian: apt-get install chromium; `sh scripts/ensure_chromium.sh` does it), not
 Playwright's own browser download. Skipped, with the reason, only when no Chromium binary exists.
@@ -18,8 +19,19 @@ import pytest
 from PIL import Image
 
 pytestmark = pytest.mark.slow
+sync_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+#: Headless in a container, offline: no sandbox, no GPU, none of Chromium's own background requests.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 API_KEY = "ui-test-key"
 ASSETS = Path(__file__).resolve().parent.parent / "src" / "personseg" / "assets"
 
@@ -76,33 +88,45 @@ def browser():
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("no Chromium binary (apt-get install chromium, or run sh scripts/ensure_chromium.sh)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield b
         b.close()
 
 
-def test_ui_upload_and_download_png(browser, server, tmp_path):
+def test_ui_runs_on_upload_over_a_checkerboard_and_downloads_the_png(browser, server, tmp_path):
     # A 200 x 160 upload made here from the bundled public-domain photo (a real person, so a real mask).
     upload = tmp_path / "upload.png"
     Image.open(ASSETS / "astronaut.png").convert("RGB").resize((200, 160), Image.BILINEAR).save(upload)
     # The UI is behind the API key too: the browser sends it as HTTP Basic (the key is the password).
-    context = browser.new_context(accept_downloads=True, http_credentials={"username": "me", "password": API_KEY})
+    context = browser.new_context(
+        accept_downloads=True,
+        http_credentials={"username": "me", "password": API_KEY},
+        viewport={"width": 1280, "height": 900},
+    )
     page = context.new_page()
     try:
         page.goto(f"{server}/ui/", wait_until="domcontentloaded")
         page.wait_for_selector("#run-button", timeout=60_000)
+        # The background options start folded in one labelled panel.
+        panel = page.locator("#background")
+        assert panel.get_by_text("Background: transparent, colour, image or blur").is_visible()
+        assert not panel.get_by_text("New background").is_visible()
         page.locator("#input-image input[type=file]").set_input_files(str(upload))
-        page.wait_for_selector("#input-image img", timeout=30_000)
-        page.click("#run-button")
-        link = page.locator("#download-png a").first
-        link.wait_for(timeout=120_000)
+        # No click: the result comes on its own.
+        result = page.locator("#result-image img")
+        result.wait_for(timeout=120_000)
+        assert "conic-gradient" in result.evaluate("e => getComputedStyle(e).backgroundImage")
+        download_button = page.locator("#download-png")
+        sync_api.expect(download_button).to_be_enabled(timeout=30_000)
+        result.screenshot(path=str(tmp_path / "result-shown.png"))
+        page.screenshot(path=str(tmp_path / "ui.png"), full_page=True)
         with page.expect_download(timeout=30_000) as download:
-            link.click()
+            download_button.click()
         saved = tmp_path / "result.png"
         download.value.save_as(saved)
-        page.screenshot(path=str(tmp_path / "ui.png"), full_page=True)
+        panel.get_by_text("Background: transparent, colour, image or blur").click()
+        sync_api.expect(panel.get_by_text("New background")).to_be_visible(timeout=10_000)
     finally:
         context.close()
     result = Image.open(saved)
@@ -110,6 +134,11 @@ def test_ui_upload_and_download_png(browser, server, tmp_path):
     assert result.size == (200, 160)
     alpha = np.asarray(result)[..., 3]
     assert (alpha == 0).mean() > 0.2 and (alpha == 255).mean() > 0.02  # background gone, astronaut kept
+    # On screen the transparent part shows the checkerboard's grey and white squares.
+    shown = np.asarray(Image.open(tmp_path / "result-shown.png").convert("RGB")).astype(int)
+    grey = (np.abs(shown - 200) <= 3).all(axis=2).mean()
+    white = (shown >= 252).all(axis=2).mean()
+    assert grey > 0.05 and white > 0.05, (grey, white)
     assert (tmp_path / "ui.png").stat().st_size > 10_000
 
 

@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 DESCRIPTION = (
     "Run the HTTP API: POST /v1/remove and /v1/mask, GET /v1/models and /health, docs at /docs, and the web UI at "
     "/ui. Binds 127.0.0.1 unless --host says otherwise; set an API key (--api-key or $PERSONSEG_API_KEY) before "
-    "exposing it. Here --threads defaults to the CPU count divided by --workers."
+    "exposing it. Here --threads defaults to the CPU count divided by --workers. Unlike other commands it logs "
+    "at INFO by default: one line per request on stderr (client, method, path, status, ms, bytes; the static "
+    "files of /ui and /docs only with -vv), and a last line with the count when it stops; -q keeps only warnings."
 )
 
 
@@ -82,6 +84,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
         help="seconds from a request's start to its answer, queue wait included; then 503 (default: 120; 0: none)",
     )
     parser.add_argument("--no-ui", action="store_true", help="do not mount the web UI at /ui")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no request lines: log warnings and errors only")
     options.add_model_option(parser)
     options.add_provider_option(parser)
     options.add_threads_option(parser)
@@ -148,10 +151,19 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, ImportError) as exc:  # ImportError: a .pt model without torch
         print(f"personseg serve: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    if not args.quiet:
+        # A server's requests are its output: shown by default (-v and -vv still add the rest of personseg).
+        level = min(logging.getLogger().getEffectiveLevel(), logging.INFO)
+        logging.getLogger("personseg.serve").setLevel(level)
     where = f"http://{args.host}:{args.port}"
     print(
         f"personseg serve: API at {where}/v1 (docs {where}/docs)" + (f", UI at {where}/ui" if with_ui else ""),
         file=sys.stderr,
     )
-    serve(app, args.host, args.port)
+    try:
+        requests = serve(app, args.host, args.port)
+    except OSError as exc:
+        print(f"personseg serve: {exc}", file=sys.stderr)
+        return 2
+    print(f"personseg serve: stopped after {requests} request{'' if requests == 1 else 's'}", file=sys.stderr)
     return 0

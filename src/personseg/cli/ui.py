@@ -9,8 +9,8 @@ from personseg.cli import options
 from personseg.cli.serve import add_bind_options
 
 DESCRIPTION = (
-    "Run the web UI alone (Gradio): upload or take a photo, see the mask and the cut-out, pick a background, "
-    "download the PNG. Binds 127.0.0.1 by default."
+    "Run the web UI alone (Gradio): upload or take a photo and see the mask and the cut-out at once; pick a "
+    "background or only the main person, run again, download the PNG. Binds 127.0.0.1 by default."
 )
 
 
@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from personseg.serve.ui import ASSETS, build_ui, theme
+        from personseg.serve.ui import build_ui, page_options
     except ImportError as exc:
         print(f"personseg ui: {exc.name} is missing: pip install 'personseg[ui]'", file=sys.stderr)
         return 2
@@ -35,14 +35,5 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, ImportError) as exc:  # ImportError: a .pt model without torch
         print(f"personseg ui: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    blocks.launch(
-        server_name=args.host,
-        server_port=args.port,
-        theme=theme(),
-        ssr_mode=False,
-        allowed_paths=[str(ASSETS)],
-        footer_links=[],
-        share=False,
-        max_file_size=25 * 2**20,
-    )
+    blocks.launch(server_name=args.host, server_port=args.port, share=False, max_file_size=25 * 2**20, **page_options())
     return 0

@@ -1,5 +1,5 @@
 """ASGI middleware of the API: the API key (401) and the guard on request bodies (size 413, memory 503,
-deadline 408), all answering JSON errors.
+deadline 408), all answering JSON errors; and the access log (:class:`AccessLog`, one line per request).
 
 Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, so the body is refused while it streams in: by
 Content-Length before anything is read, else by counting the bytes that arrive.
@@ -17,6 +17,8 @@ from collections.abc import Callable
 from starlette.requests import ClientDisconnect
 
 log = logging.getLogger(__name__)
+#: One line per request (``personseg serve`` shows it by default).
+access_log = logging.getLogger("personseg.serve.access")
 
 #: Paths served without the API key (load-balancer probes).
 PUBLIC_PATHS = ("/health", "/ready")
@@ -187,3 +189,54 @@ class BodyLimitMiddleware:
         finally:
             if self.budget is not None:
                 self.budget.give_back(charged)
+
+
+#: Static files of the web UI and the docs: a page load fetches ~80 of them, logged only at DEBUG when served.
+STATIC_PREFIXES = ("/ui/assets/", "/ui/static/", "/ui/theme.css", "/docs-assets/")
+
+
+class AccessLog:
+    """One line per HTTP request on ``personseg.serve.access`` once its answer is sent (or abandoned): client,
+    method, path, status, milliseconds and response bytes, e.g. ``127.0.0.1 POST /v1/remove 200 412 ms 48213
+    bytes``. ``requests`` counts them (for the shutdown line).
+
+    At INFO, except static files served under ``static_prefixes`` (DEBUG). It wraps the whole app, so refusals
+    by the other middleware (401, 408, 413, 503) are logged too. The status is ``-`` when the client left
+    before an answer started. The query string is left out (paths only).
+    """
+
+    def __init__(self, app: Callable, static_prefixes: tuple[str, ...] = STATIC_PREFIXES) -> None:
+        self.app = app
+        self.static_prefixes = static_prefixes
+        self.requests = 0
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        self.requests += 1
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        status: int | str = "-"
+        sent = 0
+
+        async def counting_send(message: dict) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        except Exception:
+            if status == "-":
+                status = 500  # what the server answers for an exception before the response started
+            raise
+        finally:
+            client = (scope.get("client") or ("-",))[0]
+            ms = (loop.time() - began) * 1000
+            path = scope["path"]
+            static = path.startswith(self.static_prefixes) and isinstance(status, int) and status < 400
+            level = logging.DEBUG if static else logging.INFO
+            access_log.log(level, "%s %s %s %s %.0f ms %d bytes", client, scope["method"], path, status, ms, sent)

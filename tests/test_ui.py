@@ -1,0 +1,56 @@
+"""The web UI's handlers without a browser: run on a new photo, clear on removal, the main-subject choice.
+
+The page itself (run on upload, checkerboard, folded panel, download) is tested in a real Chromium in
+tests/test_ui_browser.py.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+
+from personseg.serve.pool import ModelPool  # noqa: E402
+from personseg.serve.ui import CSS, PEOPLE, UiRunner, page_options  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parent.parent / "src" / "personseg" / "assets"
+#: background, colour, background image, blur, threshold, soft, model (the UI's inputs after the photo)
+DEFAULTS = ("transparent", "#ffffff", None, 15, 0.5, True, "personseg-fast")
+
+
+@pytest.fixture(scope="module")
+def runner() -> UiRunner:
+    return UiRunner(ModelPool("personseg-fast", None, 1), max_pixels=None)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return np.asarray(Image.open(ASSETS / "astronaut.png").convert("RGB").resize((160, 128), Image.BILINEAR))
+
+
+def test_a_new_photo_runs_at_once_and_enables_the_download(runner, photo) -> None:
+    original, mask, result, download = runner.on_new_photo(photo, *DEFAULTS, "all")
+    assert original.shape == (128, 160, 3) and mask.shape == (128, 160) and result.shape == (128, 160, 4)
+    assert isinstance(download, gr.DownloadButton) and download.interactive
+    assert Image.open(download.value["path"]).mode == "RGBA"
+
+
+def test_removing_the_photo_clears_the_results_without_an_error(runner) -> None:
+    original, mask, result, download = runner.on_new_photo(None, *DEFAULTS, "all")
+    assert (original, mask, result, download.value, download.interactive) == (None, None, None, None, False)
+    with pytest.raises(gr.Error, match="Upload a photo"):
+        runner.on_click(None, *DEFAULTS, "all")
+
+
+def test_main_subject_only_keeps_a_subset_of_everyone(runner, photo) -> None:
+    assert [value for _, value in PEOPLE] == ["all", "main"]
+    everyone = runner(photo, *DEFAULTS, "all")[1]
+    main = runner(photo, *DEFAULTS, "main")[1]
+    assert main.max() == 255 and (main <= everyone).all()
+
+
+def test_the_page_shows_the_result_over_a_checkerboard() -> None:
+    assert "#result-image img" in CSS and "conic-gradient" in CSS
+    assert page_options()["css"] == CSS and page_options()["ssr_mode"] is False
