@@ -199,9 +199,9 @@ def real_footage(
     for name in models:
         model = personseg.load_model(name, threads=threads)
         runs.append((f"{name} per frame", lambda f, m=model: video_path_masks(m, f, None, None)))
-        runs.append((f"{name} video path", lambda f, m=model: video_path_masks(m, f, Stabilizer(strength), None)))
+        runs.append((f"{name} plain stabiliser", lambda f, m=model: video_path_masks(m, f, Stabilizer(strength), None)))
         runs.append(
-            (f"{name} flow stabiliser", lambda f, m=model: video_path_masks(m, f, FlowStabilizer(strength), None))
+            (f"{name} video path (flow)", lambda f, m=model: video_path_masks(m, f, FlowStabilizer(strength), None))
         )
     if DEFAULT_MEDIAPIPE.exists():
         peer = MediaPipeSelfie(threads=threads)
@@ -210,7 +210,7 @@ def real_footage(
         (
             f"{name} video path --subject main",
             lambda f, m=personseg.load_model(name, threads=threads): video_path_masks(
-                m, f, Stabilizer(strength), SubjectTracker()
+                m, f, FlowStabilizer(strength), SubjectTracker()
             ),
         )
         for name in models
