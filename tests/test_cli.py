@@ -45,6 +45,7 @@ def run_cli(code: str, *args: str) -> subprocess.CompletedProcess:
         ("torch", ["export", "--checkpoint", "x.pt", "--output", "x.onnx"], "train"),
         ("av", ["video", "in.mp4", "out.mp4"], "video"),
         ("fastapi", ["serve"], "serve"),
+        ("gradio", ["ui"], "ui"),
     ],
 )
 def test_a_missing_extra_is_named_in_one_line(hidden, args, extra):
@@ -103,9 +104,9 @@ def test_models_lists_architectures_without_importing_torch():
 
 
 def test_listed_architectures_are_the_registered_ones():
-    from personseg.models import list_models
+    from personseg.models import list_architectures
 
-    assert sorted(ARCHITECTURES) == list_models()
+    assert sorted(ARCHITECTURES) == list_architectures()
 
 
 def test_log_levels_quiet_by_default_progress_for_train():
@@ -146,3 +147,11 @@ def test_run_clock_is_silent_for_short_runs(monkeypatch, caplog):
             clock.step()
     assert not caplog.records
     assert clock.eta() == "0m05s"
+
+
+def test_live_without_a_camera_says_so_in_one_line():
+    result = run_cli("", "live", "--camera", "7", "--no-window")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "personseg live: camera 7: cannot open it (no such camera, file or stream; try another --camera)"
+    ]

@@ -18,12 +18,9 @@ pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
 from fastapi.testclient import TestClient  # noqa: E402
 
-import test_inference_fixtures as fx  # noqa: E402
 from personseg.inference.api import Segmenter, load_model  # noqa: E402
 from personseg.serve.app import API_KEY_ENV, create_app, parse_color  # noqa: E402
-from test_inference_remove import two_people  # noqa: E402
-
-tiny_model = fx.tiny_model  # a session fixture: a tiny model that finds bright discs (test_inference_fixtures)
+from synthetic import two_people  # noqa: E402
 
 H, W = 128, 96
 
@@ -610,3 +607,16 @@ def test_openapi_lists_the_subject_values(client):
     schema = client.get("/openapi.json").json()
     params = {p["name"]: p for p in schema["paths"]["/v1/mask"]["post"]["parameters"]}
     assert params["subject"]["schema"]["enum"] == ["all", "main"]
+
+
+def test_bg_color_is_the_canonical_name_and_bgcolor_still_works(client, png):
+    canonical = post(client, png, bg_color="red")
+    legacy = post(client, png, bgcolor="red")
+    assert np.array_equal(canonical, legacy)
+    both = client.post("/v1/remove", params={"bg_color": "red", "bgcolor": "blue"}, content=png)
+    assert both.status_code == 400 and "not both" in both.text
+
+
+def test_format_jpeg_is_accepted_as_jpg(client, png):
+    out = client.post("/v1/remove", params={"format": "jpeg"}, content=png)
+    assert out.status_code == 200 and out.headers["content-type"] == "image/jpeg"

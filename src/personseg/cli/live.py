@@ -53,7 +53,13 @@ def open_capture(spec: str, width: int | None = None, height: int | None = None)
     import cv2
 
     source: int | str = int(spec) if spec.strip().isdigit() else spec
-    cap = cv2.VideoCapture(source)
+    # OpenCV prints its own [ WARN ] lines for every backend it tries; our one-line error says what failed.
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        cap = cv2.VideoCapture(source)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if not cap.isOpened():
         cap.release()
         what = f"camera {source}" if isinstance(source, int) else source

@@ -32,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         blocks = build_ui(args.model, max_pixels=args.max_pixels, providers=args.provider, threads=args.threads)
+    except ModuleNotFoundError as exc:
+        extra = "train" if exc.name == "torch" else "ui"
+        print(f"personseg ui: {exc.name} is missing: pip install 'personseg[{extra}]'", file=sys.stderr)
+        return 2
     except (OSError, ValueError, KeyError, ImportError) as exc:  # ImportError: a .pt model without torch
         print(f"personseg ui: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

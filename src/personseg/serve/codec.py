@@ -129,9 +129,10 @@ def check_combination(query: MaskQuery, background: bytes | None) -> None:
     """400 for options ``render`` cannot honour together: two backgrounds, or a see-through colour in a JPEG."""
     if not isinstance(query, RemoveQuery):
         return
-    given = [n for n, v in (("bgcolor", query.bgcolor), ("bg_blur", query.bg_blur), ("background", background)) if v]
+    colour = ("bg_color", query.bg_color or query.bgcolor)
+    given = [n for n, v in (colour, ("bg_blur", query.bg_blur), ("background", background)) if v]
     if len(given) > 1:
         raise HTTPException(400, f"give one background, not {' and '.join(given)}")
     color = query.color
     if query.format == "jpg" and color is not None and len(color) == 4 and color[3] < 255:
-        raise HTTPException(400, "format=jpg cannot hold a see-through bgcolor: use png or webp")
+        raise HTTPException(400, "format=jpg cannot hold a see-through bg_color: use png or webp")

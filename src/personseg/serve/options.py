@@ -1,4 +1,4 @@
-"""The query options of ``/v1/remove`` and ``/v1/mask`` (pydantic models), and ``parse_color`` for ``bgcolor``.
+"""The query options of ``/v1/remove`` and ``/v1/mask`` (pydantic models), and ``parse_color`` for ``bg_color``.
 
 The names follow ``personseg remove``'s flags; an unknown option is refused (400), not silently ignored.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from personseg.inference import compose
 from personseg.inference.remove import RemoveOptions
@@ -57,23 +57,38 @@ class RemoveQuery(MaskQuery):
     """Options of ``/v1/remove``."""
 
     mask_only: bool = Field(False, description="return the mask (grey) instead of the cut-out")
-    bgcolor: str | None = Field(
-        None, description="put the person on this colour: R,G,B[,A], #RRGGBB[AA] or a name like white"
+    bg_color: str | None = Field(
+        None, description="put the person on this colour: R,G,B[,A], #RRGGBB[AA] or a name like white (CLI --bg-color)"
     )
+    bgcolor: str | None = Field(None, description="the same as bg_color (the earlier name, still accepted)")
     bg_blur: float | None = Field(None, gt=0, le=200, description="keep the background, blurred by SIGMA pixels")
     foreground: Literal["blur", "none"] = Field("blur", description="foreground colour estimation for edges")
-    format: Literal["png", "webp", "jpg"] = Field("png", description="jpg has no alpha: default background white")
+    format: Literal["png", "webp", "jpg"] = Field(
+        "png", description="jpg (or jpeg) has no alpha: default background white"
+    )
 
-    @field_validator("bgcolor")
+    @field_validator("bg_color", "bgcolor")
     @classmethod
     def _check_color(cls, value: str | None) -> str | None:
         if value is not None:
             parse_color(value)
         return value
 
+    @field_validator("format", mode="before")
+    @classmethod
+    def _jpeg_is_jpg(cls, value: object) -> object:
+        return "jpg" if isinstance(value, str) and value.lower() == "jpeg" else value
+
+    @model_validator(mode="after")
+    def _one_colour_name(self) -> RemoveQuery:
+        if self.bg_color is not None and self.bgcolor is not None:
+            raise ValueError("give bg_color or bgcolor (the same option), not both")
+        return self
+
     @property
     def color(self) -> tuple[int, ...] | None:
-        return parse_color(self.bgcolor) if self.bgcolor is not None else None
+        value = self.bg_color if self.bg_color is not None else self.bgcolor
+        return parse_color(value) if value is not None else None
 
 
 def parse_color(text: str) -> tuple[int, ...]:
