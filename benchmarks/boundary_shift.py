@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    model = load_model(args.model, providers="cpu", threads=args.threads)
+    model = load_model(args.model, providers="cpu", device="cpu", threads=args.threads)
     folders = load_folders(args.data, args.val_fraction, args.mend_labels)
     print(f"boundary IoU of {args.model}'s mask grown (+) or shrunk (-) by N pixels\n")
     print("| data | images | " + " | ".join(f"{s:+d} px" for s in SHIFTS) + " |")

@@ -288,7 +288,7 @@ def main() -> int:
         macro_average({name: {} for name in folders}, split.select_sources, keys=())
     models = {}
     for spec in args.models:
-        model = load_model(spec, providers="cpu", threads=args.threads)
+        model = load_model(spec, providers="cpu", device="cpu", threads=args.threads)
         models[Path(spec).stem if os.sep in spec else spec] = model
     if args.flip:
         models.update({f"{name}+flip": FlipAveraged(model) for name, model in list(models.items())})

@@ -21,12 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import DEFAULT_MEDIAPIPE, MediaPipeSelfie  # noqa: E402
 
+from personseg.data.folder import IMAGE_EXTENSIONS  # noqa: E402
 from personseg.inference.api import load_model  # noqa: E402
 from personseg.inference.compose import checkerboard, over  # noqa: E402
 from personseg.inference.io import read_image  # noqa: E402
 
 VIDEO = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
-IMAGE = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 
 def video_frames(path: Path, n: int) -> list[tuple[str, np.ndarray]]:
@@ -47,7 +47,7 @@ def gather(inputs: list[Path], frames: int) -> list[tuple[str, np.ndarray]]:
     items = []
     for root in inputs:
         for path in sorted(root.iterdir()) if root.is_dir() else [root]:
-            if path.suffix.lower() in IMAGE:
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
                 items.append((path.name, read_image(path).rgb))
             elif path.suffix.lower() in VIDEO and frames:
                 items.extend(video_frames(path, frames))
@@ -76,7 +76,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=Path("results/samples.jpg"))
     args = parser.parse_args()
 
-    models = {Path(m).stem if os.sep in m else m: load_model(m, providers="cpu") for m in args.models}
+    models = {Path(m).stem if os.sep in m else m: load_model(m, providers="cpu", device="cpu") for m in args.models}
     if args.mediapipe:
         models["mediapipe-selfie"] = MediaPipeSelfie(args.mediapipe)
     rows = []

@@ -1,15 +1,51 @@
-"""Generated fixtures shared by the tests (never ../shared data)."""
+"""Generated images shared by the tests (never ../shared data): bright "people" on a dark noisy background."""
+
+from __future__ import annotations
 
 import numpy as np
 
 
-def person(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB uint8, bool mask): a bright ellipse on a dark noisy background."""
+def ellipse(h: int, w: int, center: tuple[float, float], radii: tuple[float, float]) -> np.ndarray:
+    """H x W bool: the ellipse at ``center`` (row, col) with ``radii`` (vertical, horizontal)."""
+    (cy, cx), (ry, rx) = center, radii
+    yy, xx = np.mgrid[:h, :w]
+    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+
+
+def paint(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """RGB uint8: a bright colour (170..255 a channel) where ``mask``, a dark one (0..59) elsewhere, plus noise."""
+    bg, fg = rng.integers(0, 60, 3), rng.integers(170, 256, 3)
+    img = np.where(mask[..., None], fg, bg).astype(np.float32) + rng.normal(0, 8, (*mask.shape, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def person(
+    h: int,
+    w: int,
+    seed: int = 0,
+    center: tuple[float, float] | None = None,
+    radius: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB uint8, bool mask): one "person", an ellipse placed and sized at random from ``seed``; a disc of
+    ``radius`` and/or at ``center`` (row, col) where they are given."""
     rng = np.random.default_rng(seed)
     cy, cx = rng.uniform(0.35, 0.65) * h, rng.uniform(0.35, 0.65) * w
     ry, rx = rng.uniform(0.25, 0.4) * h, rng.uniform(0.15, 0.3) * w
-    yy, xx = np.mgrid[:h, :w]
-    mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-    img = rng.normal(40, 15, (h, w, 3))
-    img[mask] = rng.normal(210, 15, (int(mask.sum()), 3))
-    return np.clip(img, 0, 255).astype(np.uint8), mask
+    if center is not None:
+        cy, cx = center
+    if radius is not None:
+        ry = rx = radius
+    mask = ellipse(h, w, (cy, cx), (ry, rx))
+    return paint(mask, rng), mask
+
+
+def two_people(h: int = 80, w: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A big central "person" (disc) and a small one cut by the top edge, apart: (RGB, big mask, small mask)."""
+    big = ellipse(h, w, (0.55 * h, 0.5 * w), (0.3 * h, 0.3 * h))
+    small = ellipse(h, w, (6, 0.15 * w), (0.15 * h, 0.15 * h))
+    return paint(big | small, np.random.default_rng(seed)), big, small
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two bool masks (0 when both are empty)."""
+    return float((a & b).sum() / max(1, (a | b).sum()))

@@ -12,13 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import test_inference_fixtures as fx
 from personseg.cli import main
 from personseg.inference import registry
-from test_inference_fixtures import disc_image, iou
-
-# The shared session fixtures (no conftest.py: they live in test_inference_fixtures).
-tiny_model = fx.tiny_model
+from synthetic import iou, person, two_people
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,9 +24,9 @@ def photos(tmp_path) -> Path:
     """photos/a.jpg (80x60), photos/b.png (70x50), photos/sub/c.png (40x40) and a text file."""
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
-    Image.fromarray(disc_image(60, 80, seed=1)[0]).save(folder / "a.jpg", quality=95)
-    Image.fromarray(disc_image(50, 70, seed=2)[0]).save(folder / "b.png")
-    Image.fromarray(disc_image(40, 40, seed=3)[0]).save(folder / "sub" / "c.png")
+    Image.fromarray(person(60, 80, seed=1)[0]).save(folder / "a.jpg", quality=95)
+    Image.fromarray(person(50, 70, seed=2)[0]).save(folder / "b.png")
+    Image.fromarray(person(40, 40, seed=3)[0]).save(folder / "sub" / "c.png")
     (folder / "notes.txt").write_text("not an image")
     return folder
 
@@ -61,10 +57,21 @@ def test_default_outputs_sizes_and_alpha(cli, photos, tmp_path, capsys) -> None:
     assert original.size == mask.size == cutout.size == (80, 60)
     assert mask.mode == "L" and cutout.mode == "RGBA" and comparison.size == (240, 60)
     np.testing.assert_array_equal(np.asarray(cutout)[..., 3], np.asarray(mask))
-    truth = disc_image(60, 80, seed=1)[1]
+    truth = person(60, 80, seed=1)[1]
     assert iou(np.asarray(mask) >= 128, truth) > 0.9
     assert "done 1, failed 0" in capsys.readouterr().err
     assert _no_temp_files(out)
+
+
+def test_a_checkpoint_runs_on_the_device_flag(tiny_model, photos, tmp_path, monkeypatch) -> None:
+    from personseg.inference import api
+
+    calls, real = [], api.load_model
+    monkeypatch.setattr(api, "load_model", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    argv = ["remove", str(photos / "b.png"), "-o", str(tmp_path / "o"), "--outputs", "mask", "-q"]
+    assert main([*argv, "-m", str(tiny_model.checkpoint), "--device", "cpu"]) == 0
+    assert calls[0]["device"] == "cpu" and calls[0]["providers"] is None
+    assert (tmp_path / "o" / "b_mask.png").is_file()
 
 
 def test_selected_outputs_and_background_replacements(cli, photos, tmp_path) -> None:
@@ -87,7 +94,7 @@ def test_selected_outputs_and_background_replacements(cli, photos, tmp_path) -> 
 
 
 def test_crop_outputs(cli, tmp_path) -> None:
-    img, mask = disc_image(100, 200, center=(50, 150), radius=25, seed=4)
+    img, mask = person(100, 200, center=(50, 150), radius=25, seed=4)
     Image.fromarray(img).save(tmp_path / "p.png")
     assert cli(tmp_path / "p.png", "-o", tmp_path / "o", "--crop", "--crop-margin", "0.1") == 0
     width, height = Image.open(tmp_path / "o" / "p_cutout.png").size
@@ -187,7 +194,7 @@ def test_too_large_and_name_collisions(cli, photos, tmp_path, capsys) -> None:
     assert cli(photos / "a.jpg", "-o", tmp_path / "o", "--max-pixels", "1000") == 1
     assert "over the 0.001 MP limit" in capsys.readouterr().err
     (tmp_path / "other").mkdir()
-    Image.fromarray(disc_image(30, 30)[0]).save(tmp_path / "other" / "b.png")
+    Image.fromarray(person(30, 30)[0]).save(tmp_path / "other" / "b.png")
     assert cli(photos / "b.png", tmp_path / "other" / "b.png", "-o", tmp_path / "c") == 1
     assert "would overwrite those of" in capsys.readouterr().err
 
@@ -257,7 +264,7 @@ def test_seed_inference_script_works_from_anywhere_without_torch(tiny_model, pho
 
 def test_a_panorama_keeps_every_output_and_a_small_comparison(cli, tmp_path, capfd) -> None:
     wide = tmp_path / "wide.jpg"
-    Image.fromarray(disc_image(20, 22000)[0]).save(wide, quality=90)
+    Image.fromarray(person(20, 22000)[0]).save(wide, quality=90)
     assert cli(wide, "-o", tmp_path / "o") == 0
     assert _files(tmp_path / "o") == ["wide_comparison.jpg", "wide_cutout.png", "wide_mask.png", "wide_original.jpg"]
     with Image.open(tmp_path / "o" / "wide_comparison.jpg") as strip:
@@ -309,7 +316,7 @@ def test_folder_takes_every_format_pillow_reads(cli, tmp_path, capsys) -> None:
 
     folder = tmp_path / "in"
     folder.mkdir()
-    img = Image.fromarray(disc_image(48, 64)[0])
+    img = Image.fromarray(person(48, 64)[0])
     saved = []
     for ext, fmt in ((".ico", "ICO"), (".jp2", "JPEG2000"), (".avif", "AVIF"), (".tga", "TGA")):
         if ext not in image_extensions():
@@ -343,8 +350,6 @@ def test_quiet_prints_no_info(tiny_model, photos, tmp_path) -> None:
 
 @pytest.mark.parametrize("subject", ["all", "main"])
 def test_subject_main_drops_the_person_at_the_edge(cli, tmp_path, subject) -> None:
-    from test_inference_remove import two_people
-
     rgb, big, small = two_people()
     Image.fromarray(rgb).save(tmp_path / "two.png")
     assert cli(tmp_path / "two.png", "-o", tmp_path / "o", "--outputs", "mask", "--subject", subject) == 0

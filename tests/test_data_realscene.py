@@ -15,8 +15,8 @@ from PIL import Image
 from personseg.data.folder import IGNORE, PairedFolder
 from personseg.data.split import patterns_for, split_by_patterns
 from personseg.data.zoom import PersonCrops, crop_around, person_boxes
+from personseg.evaluation.metrics import get_stats
 from personseg.losses import drop_ignored, get_loss
-from personseg.metrics import get_stats
 from personseg.training import builders
 from personseg.training.config import TrainConfig
 from personseg.training.trainer import _selection_score

@@ -53,7 +53,7 @@ def test_pooled_iou_sums_pixels_mean_iou_averages_images():
 
 def test_counts_match_torch_metrics():
     torch = pytest.importorskip("torch")
-    from personseg.metrics import get_stats
+    from personseg.evaluation.metrics import get_stats
 
     rng = np.random.default_rng(0)
     prob = rng.random((2, 16, 16)).astype(np.float32)

@@ -11,14 +11,12 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import test_inference_fixtures as fx  # noqa: E402
 from personseg.cli import main  # noqa: E402
 from personseg.export import export_onnx  # noqa: E402
 from personseg.models import load_checkpoint  # noqa: E402
-from test_inference_fixtures import INPUT_SIZE  # noqa: E402
+from synthetic import iou, person  # noqa: E402
 
-# The shared session fixtures (no conftest.py: they live in test_inference_fixtures).
-tiny_model = fx.tiny_model
+INPUT_SIZE = [64, 64]  # the tiny model's (conftest.py)
 
 
 def _session(path):
@@ -93,7 +91,7 @@ def _photos(root, n: int = 12):
 
     (root / "images").mkdir(parents=True)
     for i in range(n):
-        img, _ = fx.disc_image(64, 64, (20 + 2 * i, 30), 12 + i % 4, seed=i)
+        img, _ = person(64, 64, seed=i, center=(20 + 2 * i, 30), radius=12 + i % 4)
         Image.fromarray(img).save(root / "images" / f"p{i}.png")
     return root
 
@@ -110,10 +108,10 @@ def test_int8_export_is_quantized_keeps_metadata_and_agrees(tiny_model, tmp_path
     quantized, float_model = load_model(out, providers="cpu"), load_model(tiny_model.onnx, providers="cpu")
     assert quantized.meta["quantized"] == "int8" and quantized.meta["calibration_images"] == 8
     assert quantized.meta["input_size"] == float_model.meta["input_size"]
-    img, mask = fx.disc_image(64, 64, (30, 34), 14, seed=123)
+    img, mask = person(64, 64, seed=123, center=(30, 34), radius=14)
     got, want = quantized.predict(img), float_model.predict(img)
     assert np.abs(got - want).mean() < 0.03
-    assert fx.iou(got >= 0.5, mask) > 0.85
+    assert iou(got >= 0.5, mask) > 0.85
     assert list(tmp_path.glob(".export.*")) == []  # the float intermediate is gone
     # --int8 without photos to calibrate on is refused before any work.
     assert main([*argv]) == 2
@@ -122,7 +120,7 @@ def test_int8_export_is_quantized_keeps_metadata_and_agrees(tiny_model, tmp_path
 
 def test_calibration_images_spread_over_folders_and_skip_validation(tmp_path) -> None:
     from personseg.data.split import split_stems
-    from personseg.quantize import calibration_images
+    from personseg.export.quantize import calibration_images
 
     a, b = _photos(tmp_path / "a", 20), _photos(tmp_path / "b", 6)
     files = calibration_images([a, b], limit=10)

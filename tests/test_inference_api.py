@@ -8,27 +8,28 @@ import numpy as np
 import pytest
 
 import personseg
-import test_inference_fixtures as fx
+from personseg.data.download import ChecksumError, file_digest
 from personseg.inference import api, registry
-from personseg.inference.registry import ChecksumError, ModelNotInstalledError, ShippedModel, file_sha256
-from test_inference_fixtures import disc_image, iou
-
-# The shared session fixtures (no conftest.py: they live in test_inference_fixtures).
-onnx_model = fx.onnx_model
-tiny_model = fx.tiny_model
+from personseg.inference.registry import ModelNotInstalledError, ShippedModel
+from synthetic import iou, person
 
 
 @pytest.fixture()
 def shipped(tiny_model, tmp_path, monkeypatch):
     """The registry pointed at a folder holding the tiny model as 'personseg-default' with its real sha256."""
     shutil.copy(tiny_model.onnx, tmp_path / "tiny.onnx")
-    entry = ShippedModel("tiny.onnx", file_sha256(tmp_path / "tiny.onnx"), "tiny test model", (64, 64))
+    entry = ShippedModel("tiny.onnx", file_digest(tmp_path / "tiny.onnx"), "tiny test model", (64, 64))
     monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
     monkeypatch.setattr(registry, "SHIPPED_MODELS", {"personseg-default": entry, "personseg-fast": entry})
     monkeypatch.setattr(registry, "_verified", set())
     api.clear_cache()
     yield tmp_path / "tiny.onnx"
     api.clear_cache()
+
+
+def test_tiny_model_finds_the_disc(onnx_model) -> None:
+    img, mask = person(64, 64, seed=123, center=(30, 34), radius=14)
+    assert iou(onnx_model.predict(img) >= 0.5, mask) > 0.9
 
 
 def test_public_api_is_lazy_and_complete() -> None:
@@ -48,6 +49,7 @@ def test_load_by_name_and_default_verify_sha256(shipped) -> None:
 def test_sha256_mismatch_is_refused(shipped) -> None:
     with open(shipped, "ab") as f:
         f.write(b"\0")
+    assert issubclass(ChecksumError, ValueError)  # what callers of load_model catch
     with pytest.raises(ChecksumError, match="personseg-default.*sha256.*reinstall"):
         personseg.load_model("personseg-default")
 
@@ -109,26 +111,26 @@ def test_chosen_provider_is_logged(tiny_model, caplog) -> None:
 
 @pytest.mark.parametrize("size", [(1, 1), (7, 5), (33, 101), (64, 64), (200, 37)])
 def test_predict_shape_dtype_range_at_odd_sizes(onnx_model, size) -> None:
-    img, _ = disc_image(*size, seed=1)
+    img, _ = person(*size, seed=1)
     alpha = onnx_model.predict(img)
     assert alpha.shape == size and alpha.dtype == np.float32
     assert 0.0 <= alpha.min() and alpha.max() <= 1.0
 
 
 def test_predict_large_photo_gives_full_resolution_alpha(onnx_model) -> None:
-    img, mask = disc_image(3000, 4000, seed=2)
+    img, mask = person(3000, 4000, seed=2)
     alpha = onnx_model.predict(img)
     assert alpha.shape == (3000, 4000) and alpha.dtype == np.float32
     assert iou(alpha >= 0.5, mask) > 0.97
 
 
 def test_predict_finds_the_disc_off_centre(onnx_model) -> None:
-    img, mask = disc_image(120, 300, center=(60, 220), radius=40, seed=3)
+    img, mask = person(120, 300, center=(60, 220), radius=40, seed=3)
     assert iou(onnx_model.predict(img) >= 0.5, mask) > 0.9
 
 
 def test_predict_batch_matches_predict(onnx_model) -> None:
-    images = [disc_image(50 + 10 * i, 70, seed=i)[0] for i in range(3)]
+    images = [person(50 + 10 * i, 70, seed=i)[0] for i in range(3)]
     batch = onnx_model.predict_batch(images, batch_size=2)
     assert [b.shape for b in batch] == [i.shape[:2] for i in images]
     for img, got in zip(images, batch, strict=True):
@@ -137,11 +139,17 @@ def test_predict_batch_matches_predict(onnx_model) -> None:
 
 
 def test_pt_checkpoint_backend_agrees_with_onnx(tiny_model, onnx_model) -> None:
-    torch_model = personseg.load_model(tiny_model.checkpoint, providers="cpu")
-    assert type(torch_model).__name__ == "TorchSegmenter"
+    torch_model = personseg.load_model(tiny_model.checkpoint, device="cpu")
+    assert type(torch_model).__name__ == "TorchSegmenter" and torch_model.device == "cpu"
     assert torch_model.meta["input_size"] == onnx_model.meta["input_size"]
-    img, _ = disc_image(90, 130, seed=4)
+    img, _ = person(90, 130, seed=4)
     np.testing.assert_allclose(torch_model.predict(img), onnx_model.predict(img), atol=1e-4)
+
+
+def test_providers_still_pick_a_checkpoints_device_with_a_warning(tiny_model) -> None:
+    with pytest.warns(DeprecationWarning, match="device="):
+        legacy = personseg.load_model(tiny_model.checkpoint, providers="cpu")
+    assert legacy.device == "cpu"
 
 
 def test_preprocessing_follows_metadata(onnx_model) -> None:

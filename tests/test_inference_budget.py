@@ -6,21 +6,18 @@ import io
 import struct
 import subprocess
 import sys
-import time
 import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
-import test_inference_fixtures as fx
 from personseg.inference import budget, compose, refine
 from personseg.inference.io import ImageTooLargeError, read_image
+from synthetic import person
 
-tiny_model = fx.tiny_model
-onnx_model = fx.onnx_model
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -100,12 +97,14 @@ def test_exif_orientation_survives_the_reduction(tmp_path) -> None:
     assert loaded.rgb[: h // 10, -w // 10 :, 0].mean() > 150  # the marker moved to the top right
 
 
-def test_what_cannot_be_decoded_within_the_budget_is_refused_at_once() -> None:
+def test_what_cannot_be_decoded_within_the_budget_is_refused_at_once(monkeypatch) -> None:
     header = png_header(13000, 13000)  # 169 MP RGB: 676 MB to decode
-    start = time.perf_counter()
+    decoded, load = [], ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or load(self))
     with pytest.raises(ImageTooLargeError, match=r"13000x13000 RGB image needs ~.* over the 256 MiB") as info:
         read_image(header, max_pixels=None, max_memory=256 * 2**20, name="h.png")
-    assert time.perf_counter() - start < 1 and "\n" not in str(info.value) and str(info.value).startswith("h.png")
+    assert decoded == []  # judged from the header alone
+    assert "\n" not in str(info.value) and str(info.value).startswith("h.png")
 
 
 def test_arrays_over_the_budget_are_downscaled() -> None:
@@ -132,7 +131,7 @@ def test_corrupt_exif_warns_nobody(capfd) -> None:
 def test_segment_under_a_budget_returns_the_reduced_image(onnx_model) -> None:
     from personseg.inference.remove import remove_background, segment
 
-    img, _ = fx.disc_image(300, 400)
+    img, _ = person(300, 400)
     seg = segment(encoded(img, "PNG"), onnx_model, max_memory=60_000 * budget.WORK_BYTES_PER_PIXEL)
     h, w = seg.image.shape[:2]
     assert h * w <= 60_000 and seg.alpha.shape == (h, w) and seg.source.original_size == (400, 300)
@@ -174,12 +173,10 @@ def test_a_90_megapixel_png_costs_under_2_gb_in_the_cli(tiny_model, tmp_path) ->
         f"rc = main({args!r})\n"
         "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)\nsys.exit(rc)"
     )
-    start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     peak = int(result.stderr.split("peak ")[-1])
     assert peak < 2 * 2**30, f"peak RSS {peak / 2**30:.2f} GiB"
-    assert time.perf_counter() - start < 120
     assert "is processed at" in result.stderr
     with Image.open(tmp_path / "out" / "n_cutout.png") as cut:
         assert cut.width * cut.height * budget.WORK_BYTES_PER_PIXEL <= budget.DEFAULT_MAX_MEMORY

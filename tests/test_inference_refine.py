@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from personseg.inference import compose, refine
-from test_inference_fixtures import disc_image
+from synthetic import person
 
 
 def _disc_alpha(h: int, w: int, cy: float, cx: float, r: float) -> np.ndarray:
@@ -18,7 +18,7 @@ def _disc_alpha(h: int, w: int, cy: float, cx: float, r: float) -> np.ndarray:
 
 
 def test_guided_upsampling_beats_plain_resize_at_a_sharp_edge() -> None:
-    img, mask = disc_image(960, 1280, radius=300, seed=5)
+    img, mask = person(960, 1280, radius=300, seed=5)
     truth = mask.astype(np.float32)
     low = cv2.resize(truth, (64, 48), interpolation=cv2.INTER_AREA)  # what a 64 px network could see at best
     guided = refine.guided_upsample(low, img)
@@ -93,7 +93,7 @@ def test_trimap_marks_a_band_around_the_edge() -> None:
 
 def test_matting_without_pymatting_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pymatting", None)
-    img, mask = disc_image(40, 40)
+    img, mask = person(40, 40)
     with pytest.raises(ImportError, match=r"personseg\[matting\]"):
         refine.matte(img, mask.astype(np.float32))
     with pytest.raises(ImportError, match="pymatting"):
@@ -103,7 +103,7 @@ def test_matting_without_pymatting_says_how_to_install(monkeypatch) -> None:
 @pytest.mark.slow
 def test_matting_recovers_a_soft_edge() -> None:
     pytest.importorskip("pymatting")
-    img, mask = disc_image(80, 80, radius=25, seed=2)
+    img, mask = person(80, 80, radius=25, seed=2)
     rough = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 3)  # a blurry network mask
     matted = refine.matte(img, rough, band=4)
     truth = mask.astype(np.float32)

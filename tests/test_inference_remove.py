@@ -9,32 +9,14 @@ import pytest
 from PIL import Image
 
 import personseg
-import test_inference_fixtures as fx
 from personseg.inference.remove import RemoveOptions, segment
-from test_inference_fixtures import disc_image, iou
-
-# The shared session fixtures (no conftest.py: they live in test_inference_fixtures).
-onnx_model = fx.onnx_model
-tiny_model = fx.tiny_model
+from synthetic import iou, person, two_people
 
 
 @pytest.fixture()
 def photo():
     """A 90 x 120 photo with a 'person' (disc) and its true mask."""
-    return disc_image(90, 120, center=(45, 60), radius=30, seed=7)
-
-
-def two_people(h: int = 80, w: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A big central 'person' (disc) and a small one cut by the top edge, apart: (RGB, big mask, small mask).
-
-    Shared with the CLI and server tests of ``subject``.
-    """
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    big = (yy - 0.55 * h) ** 2 + (xx - 0.5 * w) ** 2 <= (0.3 * h) ** 2
-    small = (yy - 6) ** 2 + (xx - 0.15 * w) ** 2 <= (0.15 * h) ** 2
-    img = np.where((big | small)[..., None], 220, 30).astype(np.float32) + rng.normal(0, 8, (h, w, 3))
-    return np.clip(img, 0, 255).astype(np.uint8), big, small
+    return person(90, 120, center=(45, 60), radius=30, seed=7)
 
 
 def _png(data: bytes) -> Image.Image:
@@ -76,7 +58,7 @@ def _encoded(rgb: np.ndarray) -> bytes:
 
 
 def test_exif_rotated_input_gives_upright_output(onnx_model, tmp_path) -> None:
-    rgb, _ = disc_image(40, 80, seed=1)
+    rgb, _ = person(40, 80, seed=1)
     img = Image.fromarray(rgb)
     exif = img.getexif()
     exif[0x0112] = 6
@@ -118,8 +100,8 @@ def test_hard_mask_threshold_and_soft_default(onnx_model, photo) -> None:
 
 
 def test_keep_largest_fill_holes_feather_on_a_real_prediction(onnx_model) -> None:
-    rgb, _ = disc_image(100, 200, center=(50, 60), radius=35, seed=3)
-    small, small_mask = disc_image(100, 200, center=(50, 160), radius=15, seed=3)
+    rgb, _ = person(100, 200, center=(50, 60), radius=35, seed=3)
+    small, small_mask = person(100, 200, center=(50, 160), radius=15, seed=3)
     rgb[small_mask] = small[small_mask]  # a second, smaller "person"
     both = personseg.remove_background(rgb, onnx_model, only_mask=True)
     assert both[50, 60] > 200 and both[50, 160] > 200
@@ -138,7 +120,7 @@ def test_keep_largest_fill_holes_feather_on_a_real_prediction(onnx_model) -> Non
 
 
 def test_crop_to_person_with_margin(onnx_model) -> None:
-    rgb, mask = disc_image(120, 200, center=(60, 140), radius=30, seed=9)
+    rgb, mask = person(120, 200, center=(60, 140), radius=30, seed=9)
     out = personseg.remove_background(rgb, onnx_model, crop=True, crop_margin=0.0)
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     assert abs(out.shape[0] - rows.size) <= 4 and abs(out.shape[1] - cols.size) <= 4

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_accuracy, binary_f1_score, binary_jaccard_index
 
-from personseg.metrics import MetricAccumulator, dice_score, get_stats, iou_score, pixel_accuracy
+from personseg.evaluation.metrics import MetricAccumulator, dice_score, get_stats, iou_score, pixel_accuracy
 
 # Three 2x3 images, counted by hand:
 #   A: pred [[1,1,0],[0,1,0]] vs target [[1,0,0],[1,1,0]] -> tp=2 fp=1 fn=1 tn=2

@@ -19,10 +19,14 @@ __all__ = ["__version__", "load_model", "remove_background", "list_models"]
 
 def __getattr__(name: str) -> Any:
     # Imported lazily so `import personseg` stays cheap and never pulls in torch.
-    if name in ("load_model", "list_models"):
-        from personseg.inference import api
+    if name == "load_model":
+        from personseg.inference.api import load_model
 
-        return getattr(api, name)
+        return load_model
+    if name == "list_models":  # the shipped models (not the trainable architectures of personseg.models)
+        from personseg.inference.registry import list_shipped_models
+
+        return list_shipped_models
     if name == "remove_background":
         from personseg.inference.remove import remove_background
 

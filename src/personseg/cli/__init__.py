@@ -57,6 +57,11 @@ def missing_extra_message(command: str, exc: ModuleNotFoundError) -> str:
     )
 
 
+def _add_verbose_option(parser: argparse.ArgumentParser, default: object) -> None:
+    """``-v/--verbose``, declared once for the top-level parser and the chosen subcommand's."""
+    parser.add_argument("-v", "--verbose", action="count", default=default, help="more logging (-vv for debug)")
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="personseg",
@@ -64,7 +69,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         "and export the models that do it. 'personseg COMMAND --help' for each command.",
     )
     parser.add_argument("--version", action="version", version=f"personseg {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    _add_verbose_option(parser, default=0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Only the chosen subcommand's module is imported; the others get a stub parser for --help listings.
     chosen = next((a for a in argv if a in SUBCOMMANDS), None)
@@ -74,14 +79,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
                 importlib.import_module(module).add_parser(sub, name, help_text)
             except ModuleNotFoundError as exc:
                 raise MissingExtra(missing_extra_message(name, exc)) from None
-            # -v works after the subcommand too (e.g. `python train.py ... -v`).
-            sub.choices[name].add_argument(
-                "-v",
-                "--verbose",
-                action="count",
-                default=argparse.SUPPRESS,
-                help="more logging (-vv for debug)",
-            )
+            # -v works after the subcommand too (e.g. `python train.py ... -v`); SUPPRESS keeps a -v given
+            # before the subcommand when none follows it.
+            _add_verbose_option(sub.choices[name], default=argparse.SUPPRESS)
         else:
             sub.add_parser(name, help=help_text, add_help=False)
     return parser

@@ -10,7 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-from personseg.cli.options import add_data_option, add_model_option, add_provider_option, add_threads_option
+from personseg.cli.options import (
+    add_data_option,
+    add_device_option,
+    add_model_option,
+    add_provider_option,
+    add_threads_option,
+)
 
 
 def add_split_options(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
     add_model_option(parser)
     add_data_option(parser, required=True, help_text="folders with images/ and masks/ (each reported separately)")
     add_provider_option(parser)
+    add_device_option(parser)
     add_threads_option(parser)
     add_split_options(parser)
     parser.add_argument("--limit", type=int, default=None, help="at most N images per folder")
@@ -83,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         split, main_subject = split_from_args(args)
-        model = load_model(args.checkpoint or args.model, providers=args.provider, threads=args.threads)
+        model = load_model(
+            args.checkpoint or args.model, providers=args.provider, threads=args.threads, device=args.device
+        )
         folders = evaluation_folders(args.data, split, main_subject, skip_invalid=args.skip_invalid)
         if split.select_sources:  # a macro source without --data fails now, not after the whole run
             macro_average({name: {} for name in folders}, split.select_sources, keys=())

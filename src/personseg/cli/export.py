@@ -78,8 +78,7 @@ def _export_int8(args: argparse.Namespace):
     import tempfile
     from pathlib import Path
 
-    from personseg.export import export_onnx
-    from personseg.quantize import calibration_images, quantize_int8
+    from personseg.export import calibration_images, export_onnx, quantize_int8
 
     images = calibration_images(args.calibration, args.calibration_images, args.calibration_val_fraction)
     output = Path(args.output)

@@ -19,10 +19,6 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all)")
 
 
-def add_device_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:1 (default: cuda if present)")
-
-
 def add_data_option(parser: argparse.ArgumentParser, required: bool = False, help_text: str | None = None) -> None:
     parser.add_argument(
         "--data",
@@ -42,6 +38,15 @@ def add_provider_option(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="ONNX Runtime execution provider(s), comma-separated: cpu, cuda, coreml, dml or a full name "
         "like CUDAExecutionProvider (default: the best available; the choice is logged with -v)",
+    )
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="torch device for a .pt checkpoint model: cpu, cuda, cuda:1 (default: cuda if present); "
+        "shipped and .onnx models run on --provider",
     )
 
 
@@ -221,7 +226,8 @@ def remove_options_from_args(args: argparse.Namespace):
 
 
 def load_model_from_args(args: argparse.Namespace):
-    """``personseg.load_model`` with --model, --provider and --threads."""
+    """``personseg.load_model`` with --model, --provider, --device and --threads."""
     from personseg.inference.api import load_model
 
-    return load_model(args.model, providers=args.provider, threads=args.threads)
+    device = getattr(args, "device", None)  # commands without .pt support have no --device
+    return load_model(args.model, providers=args.provider, threads=args.threads, device=device)

@@ -55,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no INFO messages")
     options.add_model_option(parser)
     options.add_provider_option(parser)
+    options.add_device_option(parser)
     options.add_threads_option(parser)
     options.add_max_pixels_option(parser)
     options.add_max_memory_option(parser)

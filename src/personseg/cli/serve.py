@@ -87,6 +87,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
     parser.add_argument("-q", "--quiet", action="store_true", help="no request lines: log warnings and errors only")
     options.add_model_option(parser)
     options.add_provider_option(parser)
+    options.add_device_option(parser)
     options.add_threads_option(parser)
     options.add_max_pixels_option(parser)
     options.add_max_memory_option(parser, default=512 * 2**20)
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
             body_timeout=args.body_timeout,
             request_timeout=args.request_timeout,
             providers=args.provider,
+            device=args.device,
             threads=threads,
             with_ui=with_ui,
         )

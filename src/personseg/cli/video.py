@@ -97,6 +97,7 @@ def add_frame_options(parser: argparse.ArgumentParser) -> None:
     add_smoothing_options(parser)
     options.add_model_option(parser)
     options.add_provider_option(parser)
+    options.add_device_option(parser)
     options.add_threads_option(parser)
     options.add_postprocess_options(parser)
     options.add_background_options(parser)

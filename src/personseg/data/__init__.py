@@ -4,7 +4,7 @@ Importing this package needs only numpy/Pillow/OpenCV; the torch datasets live i
 and the augmentation pipelines (Albumentations) in ``personseg.data.transforms``.
 """
 
-from personseg.data.folder import DatasetError, Pair, PairedFolder, read_image, read_mask, scan_folder
+from personseg.data.folder import DatasetError, Pair, PairedFolder, read_mask, read_rgb, scan_folder
 from personseg.data.split import is_val, split_stems
 
 __all__ = [
@@ -12,8 +12,8 @@ __all__ = [
     "Pair",
     "PairedFolder",
     "is_val",
-    "read_image",
     "read_mask",
+    "read_rgb",
     "scan_folder",
     "split_stems",
 ]

@@ -42,8 +42,9 @@ OFFLINE_HINT = (
 )
 
 
-class ChecksumError(DownloadError):
-    """A downloaded file's size or digest differs from the pinned value; the file is kept for inspection."""
+class ChecksumError(DownloadError, ValueError):
+    """A file's size or digest differs from the recorded one: a download (the file is kept for inspection) or a
+    shipped model (:mod:`personseg.inference.registry`)."""
 
 
 class UnsafeArchiveError(RuntimeError):

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 IGNORE = -1.0  # mask value of pixels whose label is unknown (from ignore/ masks): no loss, no metric
 
+#: Extensions a dataset or calibration folder is scanned for.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -101,8 +102,10 @@ def scan_folder(root: str | Path, check: bool = True) -> tuple[list[Pair], list[
     return pairs, problems
 
 
-def read_image(path: Path) -> np.ndarray:
-    """HxWx3 uint8 RGB."""
+def read_rgb(path: Path) -> np.ndarray:
+    """HxWx3 uint8 RGB in the file's stored pixel order (no EXIF rotation), so it lines up with its mask.
+
+    Photos from users go through :func:`personseg.inference.io.read_image` instead (upright, size limits)."""
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
 
@@ -173,7 +176,7 @@ class PairedFolder:
             self._cache = [_downscale(*self._load(p), cache_max_side) for p in pairs]
 
     def _load(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-        rgb, mask = read_image(pair.image), read_mask(pair.mask)
+        rgb, mask = read_rgb(pair.image), read_mask(pair.mask)
         if self.mask_fix is not None:
             mask = self.mask_fix(rgb, mask)
         if pair.ignore is not None:

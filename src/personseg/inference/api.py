@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,6 @@ _PROVIDER_ALIASES = {
 }
 _META_KEYS = ("input_size", "mean", "std", "resize", "threshold")
 META_KEY = "personseg"  # the ONNX metadata_props key holding the checkpoint's meta as JSON
-
-
-def list_models() -> list[str]:
-    """Names accepted by :func:`load_model` (shipped models; installed or not, see ``personseg models``)."""
-    return list(registry.SHIPPED_MODELS)
 
 
 #: Largest network input side accepted from a model's metadata (a hostile file could ask for any size).
@@ -281,11 +277,13 @@ def load_model(
     name_or_path: str | os.PathLike | None = None,
     providers: str | Sequence[str] | None = None,
     threads: int | None = None,
+    device: str | None = None,
 ) -> Segmenter:
     """Load a shipped model by name (``None``: the default), or a ``.onnx`` / ``.pt`` file by path.
 
-    ``providers``: ONNX Runtime execution providers (``"cuda"``, ``["CoreMLExecutionProvider"]`` ...); by default
-    the best available. For a ``.pt`` checkpoint ``"cpu"`` or ``"cuda"`` picks the torch device.
+    ``providers``: ONNX Runtime execution providers (``"cuda"``, ``["CoreMLExecutionProvider"]`` ...) of a shipped
+    model or ``.onnx`` file; by default the best available.
+    ``device``: the torch device of a ``.pt`` checkpoint (``"cpu"``, ``"cuda:1"``; default: CUDA if present).
     ``threads``: CPU threads for inference (default: ONNX Runtime's choice, all cores).
     The same file with the same settings returns the same cached object.
     """
@@ -309,7 +307,7 @@ def load_model(
     stat = path.stat()
     is_torch = path.suffix.lower() != ".onnx"
     if is_torch:
-        device = _torch_device(providers)
+        device = _torch_device(device, providers)
         key: tuple = ("torch", str(path), stat.st_size, stat.st_mtime_ns, device, threads)
     else:
         resolved = resolve_providers(providers)
@@ -322,9 +320,15 @@ def load_model(
     return model
 
 
-def _torch_device(providers: str | Sequence[str] | None) -> str | None:
-    if providers is None:
-        return None
+def _torch_device(device: str | None, providers: str | Sequence[str] | None) -> str | None:
+    if device is not None or providers is None:
+        return device
+    # Before ``device`` existed ``providers`` chose the torch device too: still honoured, with a warning.
+    warnings.warn(
+        "load_model: providers= is for ONNX Runtime; pass device= (e.g. 'cpu', 'cuda') for a .pt checkpoint",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     names = [providers] if isinstance(providers, str) else list(providers)
     first = names[0].lower() if names else "cpu"
     if first.startswith("cuda") or first in ("gpu", "cudaexecutionprovider"):

@@ -1,5 +1,7 @@
 """The models shipped inside the package: name -> file in ``personseg/weights/`` + its sha256.
 
+(The architectures a model can be trained as are another list: :mod:`personseg.models.registry`.)
+
 A shipped file is loaded only if its sha256 matches the one recorded here, so a truncated download or a
 swapped file is refused instead of silently giving bad masks. The preprocessing is not recorded here: it
 travels inside the ONNX file's metadata (``input_size`` below is informational, for ``personseg models``).
@@ -7,10 +9,10 @@ travels inside the ONNX file's metadata (``input_size`` below is informational, 
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from personseg.data.download import ChecksumError, file_digest
 
 #: Folder the shipped ``.onnx`` files live in.
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -48,21 +50,13 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
 DEFAULT_MODEL = "personseg-default"
 
 
+def list_shipped_models() -> list[str]:
+    """Names :func:`personseg.load_model` accepts (shipped models; installed or not, see ``personseg models``)."""
+    return list(SHIPPED_MODELS)
+
+
 class ModelNotInstalledError(FileNotFoundError):
     """A registered model whose file is not in the package."""
-
-
-class ChecksumError(ValueError):
-    """A model file whose sha256 is not the one recorded for it."""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # (path, size, mtime_ns) of files already verified, so a cached model is not re-hashed on every load.
@@ -87,7 +81,7 @@ def shipped_model_path(name: str) -> Path:
         return path
     if not entry.sha256:
         raise ChecksumError(f"model {name!r}: no sha256 is recorded for {path}, so it cannot be verified")
-    actual = file_sha256(path)
+    actual = file_digest(path)
     if actual != entry.sha256.lower():
         raise ChecksumError(
             f"model {name!r}: {path} has sha256 {actual}, expected {entry.sha256}; the file is corrupt or "

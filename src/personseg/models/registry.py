@@ -1,4 +1,7 @@
-"""Model registry: a plain dict from name to a constructor; ``create_model`` builds one by name."""
+"""The trainable architectures: a plain dict from name to a constructor; ``create_model`` builds one by name.
+
+(The models shipped for inference are another list: :mod:`personseg.inference.registry`.)
+"""
 
 from __future__ import annotations
 
@@ -27,8 +30,8 @@ MODELS: dict[str, Callable[..., SegmentationModel]] = {
 }
 
 
-def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`."""
+def list_architectures() -> list[str]:
+    """Architecture names accepted by :func:`create_model` (``personseg train --model``)."""
     return sorted(MODELS)
 
 
@@ -37,7 +40,7 @@ def create_model(name: str, **kwargs: Any) -> SegmentationModel:
     try:
         factory = MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; valid names: {', '.join(list_models())}") from None
+        raise KeyError(f"unknown model {name!r}; valid names: {', '.join(list_architectures())}") from None
     return factory(**kwargs)
 
 

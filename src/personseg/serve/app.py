@@ -75,6 +75,7 @@ def create_app(
     request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     providers: Any = None,
     threads: int | None = None,
+    device: str | None = None,
     with_ui: bool = False,
 ) -> FastAPI:
     """The API app. ``model``: a loaded model, a shipped name or a path (loaded now, so a bad one fails here).
@@ -85,13 +86,14 @@ def create_app(
     be decoded within it is a 413). ``body_timeout``: seconds to send the body (then 408);
     ``request_timeout``: seconds from the request's start to its answer (then 503). ``None`` lifts a limit.
     Bodies held at once are bounded by (workers + queue_size) x ``max_upload_bytes`` (then 503).
+    ``providers``, ``threads`` and ``device`` (a ``.pt`` model's torch device) are :func:`load_model`'s.
     """
     if api_key is None:
         api_key = os.environ.get(API_KEY_ENV)
     if api_key is not None and not api_key.strip():
         log.warning("the API key is empty: the API runs without one (anyone who can reach it can use it)")
     api_key = api_key.strip() if api_key else None
-    models = ModelPool(model, providers, threads)
+    models = ModelPool(model, providers, threads, device=device)
     pool = InferencePool(workers, queue_size)
     uploads = UploadBudget(pool.capacity * max_upload_bytes)
 

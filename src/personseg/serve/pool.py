@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import HTTPException
 
 from personseg.inference import registry
-from personseg.inference.api import Segmenter, list_models, load_model
+from personseg.inference.api import Segmenter, load_model
 
 
 class ModelError(ValueError):
@@ -27,9 +27,19 @@ class ModelError(ValueError):
 class ModelPool:
     """The default model plus shipped models loaded on first request, each once per process."""
 
-    def __init__(self, model: Segmenter | str | os.PathLike | None, providers: Any, threads: int | None) -> None:
+    def __init__(
+        self,
+        model: Segmenter | str | os.PathLike | None,
+        providers: Any,
+        threads: int | None,
+        device: str | None = None,
+    ) -> None:
         self._providers, self._threads = providers, threads
-        default = model if isinstance(model, Segmenter) else load_model(model, providers=providers, threads=threads)
+        default = (
+            model
+            if isinstance(model, Segmenter)
+            else load_model(model, providers=providers, threads=threads, device=device)
+        )
         self.default_name = Path(default.source).stem if (model is None or isinstance(model, Segmenter)) else None
         if self.default_name is None:
             text = os.fspath(model)
@@ -38,7 +48,7 @@ class ModelPool:
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
-        return list(dict.fromkeys([self.default_name, *list_models()]))
+        return list(dict.fromkeys([self.default_name, *registry.list_shipped_models()]))
 
     def loaded(self, name: str) -> bool:
         return name in self._models

@@ -24,8 +24,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from personseg.evaluation.metrics import MetricAccumulator
 from personseg.losses import drop_ignored, get_loss
-from personseg.metrics import MetricAccumulator
 from personseg.models import make_checkpoint, read_checkpoint
 from personseg.models.checkpoint import atomic_save, unwrap
 from personseg.training import builders
@@ -257,10 +257,10 @@ def _val_grid(model, val_loader, normalize, autocast, n: int) -> np.ndarray:
 
 def check_names(cfg: TrainConfig) -> None:
     """Fail on an unknown --model or --loss before minutes go into loading datasets."""
-    from personseg.models import list_models
+    from personseg.models import list_architectures
 
-    if cfg.model not in list_models():
-        raise KeyError(f"--model {cfg.model!r}: unknown architecture; valid: {', '.join(list_models())}")
+    if cfg.model not in list_architectures():
+        raise KeyError(f"--model {cfg.model!r}: unknown architecture; valid: {', '.join(list_architectures())}")
     get_loss(cfg.loss)
 
 

@@ -19,8 +19,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-
 
 def calibration_images(
     roots: Sequence[str | os.PathLike], limit: int = 100, val_fraction: float | None = None
@@ -30,12 +28,13 @@ def calibration_images(
     ``val_fraction`` leaves out each root's fixed validation split (as training does), so calibration never
     sees the images the model is scored on.
     """
+    from personseg.data.folder import IMAGE_EXTENSIONS
     from personseg.data.split import split_stems
 
     per_root: list[list[Path]] = []
     for root in map(Path, roots):
         folder = root / "images" if (root / "images").is_dir() else root
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if val_fraction:
             train, _ = split_stems(root.name, [p.stem for p in files], val_fraction)
             keep = set(train)
@@ -76,8 +75,7 @@ def quantize_int8(
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from personseg.export import META_KEY
-    from personseg.inference.api import load_model
+    from personseg.inference.api import META_KEY, load_model
 
     if not images:
         raise ValueError("int8 quantization needs calibration images")

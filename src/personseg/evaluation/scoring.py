@@ -6,8 +6,8 @@ of the soft mask. Pixels whose truth is negative (``IGNORE``, from a folder's ig
 Per folder: means over images, and the pooled IoU (intersection and union summed over every pixel of every image,
 so a frame with one small pedestrian weighs as little as its pixels; the mean gives it a full vote).
 
-Counting is numpy, mirroring :func:`personseg.metrics.get_stats` (same thresholds, same ``zero_division=1``), so
-``personseg evaluate`` runs on the inference-only install, without torch.
+Counting is numpy, mirroring :func:`personseg.evaluation.metrics.get_stats` (same thresholds, same
+``zero_division=1``), so ``personseg evaluate`` runs on the inference-only install, without torch.
 
 The validation split is the training config's (:func:`read_split_config`, :func:`validation_stems`), and a few
 sequences label only the main subject (:data:`MAIN_SUBJECT`): they are scored apart from the all-person figures.
@@ -49,7 +49,7 @@ def confusion(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> tu
 
 
 def _ratio(num: float, den: float, zero_division: float = 1.0) -> float:
-    # Both masks empty (0/0) is the right answer "nobody here": a perfect score, as in personseg.metrics.
+    # Both masks empty (0/0) is the right answer "nobody here": a perfect score, as in evaluation.metrics.
     return float(num / den) if den > 0 else zero_division
 
 

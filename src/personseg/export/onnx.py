@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from personseg.inference.api import META_KEY
 from personseg.models.checkpoint import build_meta, model_from_checkpoint, read_checkpoint
 
 log = logging.getLogger(__name__)
 
-META_KEY = "personseg"
+#: The ONNX ``metadata_props`` key holding the architecture (name + config) as JSON; ``META_KEY`` holds the meta.
 MODEL_KEY = "personseg_model"
 
 
