@@ -153,3 +153,78 @@ def test_ui_refuses_a_browser_without_the_key(browser, server):
         assert context.request.get(f"{server}/health").status == 200
     finally:
         context.close()
+
+
+# --- issue 16: /docs and /redoc render from the installed assets, with no request leaving 127.0.0.1 ------------
+
+
+def offline_context(browser, outside: list[str]):
+    """A context with the key that lets only 127.0.0.1 through: any other request is aborted and noted."""
+    context = browser.new_context(
+        http_credentials={"username": "me", "password": API_KEY}, viewport={"width": 1280, "height": 900}
+    )
+
+    def gate(route):
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1:", "data:", "blob:", "about:")):
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    context.route("**/*", gate)
+    return context
+
+
+def shown_text(locator) -> str:
+    """The rendered text, without the zero-width breaks Swagger UI and ReDoc put into long paths."""
+    return " ".join(locator.all_inner_texts()).replace("\u200b", "")
+
+
+def test_swagger_ui_renders_the_routes_offline(browser, server):
+    outside: list[str] = []
+    context = offline_context(browser, outside)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{server}/docs", wait_until="domcontentloaded")
+        # Operation blocks exist only when swagger-ui-bundle.js ran and rendered /openapi.json (the plain
+        # page without the assets lists the routes too, but has no .swagger-ui element).
+        page.wait_for_selector(".swagger-ui .opblock .opblock-summary-path", timeout=30_000)
+        blocks = page.locator(".swagger-ui .opblock")
+        paths = shown_text(page.locator(".swagger-ui .opblock .opblock-summary-path"))
+        assert "/v1/remove" in paths and "/v1/mask" in paths, paths
+        remove = page.locator(".swagger-ui .opblock.opblock-post", has=page.locator("[data-path='/v1/remove']"))
+        assert remove.count() == 1 and remove.first.is_visible()
+        assert blocks.count() >= 4  # /v1/remove, /v1/mask, /v1/models, /health ...
+        # The stylesheet came too: the POST block is styled (Swagger UI's green), not bare HTML.
+        colour = remove.first.locator(".opblock-summary-method").evaluate("e => getComputedStyle(e).backgroundColor")
+        assert colour == "rgb(73, 204, 144)", colour
+    finally:
+        context.close()
+    assert outside == [], outside
+    assert errors == [], errors
+
+
+def test_redoc_renders_the_routes_offline(browser, server):
+    outside: list[str] = []
+    context = offline_context(browser, outside)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{server}/redoc", wait_until="domcontentloaded")
+        # ReDoc's operation sections exist only when redoc.standalone.js ran and rendered /openapi.json.
+        page.wait_for_selector("redoc [data-section-id*='operation/']", timeout=30_000)
+        sections = page.locator("redoc [data-section-id*='operation/']")
+        assert sections.count() >= 4
+        text = shown_text(sections)
+        assert "/v1/remove" in text and "/v1/mask" in text, text[:2000]
+        # The side menu lists the operations too, with their HTTP methods.
+        menu = shown_text(page.locator("redoc .menu-content"))
+        assert "post" in menu.lower(), menu
+    finally:
+        context.close()
+    assert outside == [], outside
+    assert errors == [], errors

@@ -16,6 +16,13 @@ from fastapi.responses import HTMLResponse
 
 ASSETS_URL = "/docs-assets"
 
+#: The pages may load only from this server: ReDoc's bundle hard-codes a logo from cdn.redoc.ly in its menu footer,
+#: which would otherwise leave the machine on every page view.
+SAME_ORIGIN_ONLY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:"
+)
+
 
 def _assets_dir() -> Path | None:
     try:
@@ -39,26 +46,30 @@ def mount_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc")
         root = request.scope.get("root_path", "")
         if assets is None:
             return _plain_page(app, root)
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=f"{root}{app.openapi_url}",
             title=f"{app.title} - API docs",
             swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
             swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
         )
+        page.headers["Content-Security-Policy"] = SAME_ORIGIN_ONLY
+        return page
 
     @app.get(redoc_url, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         if assets is None:
             return _plain_page(app, root)
-        return get_redoc_html(
+        page = get_redoc_html(
             openapi_url=f"{root}{app.openapi_url}",
             title=f"{app.title} - API docs",
             redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
             redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
             with_google_fonts=False,
         )
+        page.headers["Content-Security-Policy"] = SAME_ORIGIN_ONLY
+        return page
 
 
 def _plain_page(app: FastAPI, root: str) -> HTMLResponse:
