@@ -640,3 +640,27 @@ def test_bg_color_is_the_canonical_name_and_bgcolor_still_works(client, png):
 def test_format_jpeg_is_accepted_as_jpg(client, png):
     out = client.post("/v1/remove", params={"format": "jpeg"}, content=png)
     assert out.status_code == 200 and out.headers["content-type"] == "image/jpeg"
+
+
+def test_each_job_hands_freed_memory_back(monkeypatch):
+    import asyncio
+
+    from personseg.serve import pool as pool_module
+
+    calls = []
+    monkeypatch.setattr(pool_module, "release_memory", lambda: calls.append(True))
+    pool = pool_module.InferencePool(workers=1, queue_size=0)
+
+    async def go():
+        pool.reserve()
+        ok = await pool.run(lambda x: x + 1, 1)
+        pool.reserve()
+        try:
+            await pool.run(lambda: 1 / 0)
+        except ZeroDivisionError:
+            pass
+        return ok
+
+    assert asyncio.run(go()) == 2
+    assert calls == [True, True]  # after a success and after a failure
+    assert pool_module._load_trim() is not None  # glibc here: the real malloc_trim is found

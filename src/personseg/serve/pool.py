@@ -67,6 +67,32 @@ class ModelPool:
             return self._models[name]
 
 
+def _load_trim() -> Callable[[], Any] | None:
+    """glibc's ``malloc_trim(0)``, or None elsewhere (musl, macOS, Windows)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
+#: Hands freed heap memory back to the OS after each job. Without it glibc keeps the arenas a 90 MP image grew
+#: (the soak measured the server's RSS at +114 MB after two such requests, flat at +320 MB after six); with it
+#: RSS returns near its idle level. A few hundred microseconds per request.
+release_memory = _load_trim() or (lambda: None)
+
+
+def _then_release_memory(fn: Callable, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    finally:
+        release_memory()
+
+
 class InferencePool:
     """``workers`` threads and room for ``queue_size`` more waiting requests; beyond that, 503 at once.
 
@@ -104,7 +130,7 @@ class InferencePool:
         a running one finishes in the background (threads cannot be interrupted) and then frees its slot.
         """
         loop = asyncio.get_running_loop()
-        future = self.executor.submit(fn, *args)
+        future = self.executor.submit(_then_release_memory, fn, *args)
 
         def done(_: Any) -> None:
             try:
