@@ -391,3 +391,17 @@ def test_comparison_shows_the_new_background(cli, photos, tmp_path) -> None:
     assert cli(photos / "b.png", "-o", tmp_path / "plain", "--outputs", "comparison") == 0
     board = np.asarray(Image.open(tmp_path / "plain" / "b_comparison.jpg")).astype(int)[:5, 140:145]
     assert abs(board[..., 0] - board[..., 1]).max() < 25  # grey checkerboard without a --bg-* option
+
+
+def test_a_run_that_writes_nothing_leaves_no_empty_folders(tmp_path, capsys):
+    from personseg.cli import main as cli
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"x")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert cli(["remove", str(bad), "-o", str(tmp_path / "new" / "deeper")]) == 1
+    assert not (tmp_path / "new").exists()
+    assert "nothing written" in capsys.readouterr().err
+    assert cli(["remove", str(bad), "-o", str(existing)]) == 1
+    assert existing.is_dir()  # a folder that was there before stays

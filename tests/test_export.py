@@ -131,3 +131,20 @@ def test_calibration_images_spread_over_folders_and_skip_validation(tmp_path) ->
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
         calibration_images([tmp_path / "empty"])
+
+
+def test_quantizer_chatter_on_the_root_logger_is_dropped(caplog):
+    import logging
+
+    from personseg.export.quantize import _onnxruntime_quiet
+
+    def record(path: str) -> logging.LogRecord:
+        return logging.LogRecord("root", logging.INFO, path, 1, "Increased scale[0] for weight", None, None)
+
+    with caplog.at_level(logging.INFO):
+        with _onnxruntime_quiet():
+            logging.getLogger().handle(record("/x/onnxruntime/quantization/qdq_quantizer.py"))
+            logging.getLogger().handle(record("/x/personseg/export/quantize.py"))
+        logging.getLogger().handle(record("/x/onnxruntime/quantization/qdq_quantizer.py"))
+    paths = [r.pathname for r in caplog.records]
+    assert paths == ["/x/personseg/export/quantize.py", "/x/onnxruntime/quantization/qdq_quantizer.py"]

@@ -1,4 +1,4 @@
-"""``personseg train`` (and the seed's ``python train.py``): every TrainConfig field is a flag.
+"""``personseg train`` and ``python train.py``: every training option is a flag and a key of the YAML --config.
 
 Multi-GPU / multi-node: run the same command under ``torchrun --nproc_per_node=N``.
 """
@@ -20,7 +20,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
-    parser = sub.add_parser(name, help=help_text, description=__doc__.splitlines()[0])
+    parser = sub.add_parser(
+        name,
+        help=help_text,
+        description="Train a person-segmentation model on folders of images/ + masks/. Every option below is also "
+        "a key of the YAML file given with --config (flags win). Multi-GPU: torchrun --nproc_per_node=N -m "
+        "personseg train ...",
+    )
     configure_parser(parser)
 
 

@@ -8,6 +8,7 @@ personseg metadata is kept, with ``"quantized": "int8"`` added, so the file load
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -67,6 +68,23 @@ class _Reader:
         return {self.input_name: batch[None].astype(np.float32)}
 
 
+class _NotFromOnnxRuntime(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname
+
+
+@contextlib.contextmanager
+def _onnxruntime_quiet():
+    """ONNX Runtime's quantizer logs dozens of 'Increased scale[...]' lines on the root logger: drop them."""
+    quiet = _NotFromOnnxRuntime()
+    root = logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
 def quantize_int8(
     onnx_path: str | os.PathLike, output_path: str | os.PathLike, images: Sequence[str | os.PathLike]
 ) -> Path:
@@ -86,15 +104,16 @@ def quantize_int8(
         prepared, quantized = Path(work) / "prepared.onnx", Path(work) / "int8.onnx"
         quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
         reader = _Reader(model, [Path(p) for p in images], model.session.get_inputs()[0].name)
-        quantize_static(
-            str(prepared),
-            str(quantized),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
+        with _onnxruntime_quiet():
+            quantize_static(
+                str(prepared),
+                str(quantized),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
         proto = onnx.load(str(quantized))
         meta = dict(model.meta, quantized="int8", calibration_images=len(images))
         for entry in list(proto.metadata_props):
