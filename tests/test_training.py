@@ -27,7 +27,7 @@ from personseg.data.mixture import EvalDataset
 from personseg.data.transforms import eval_transform
 from personseg.losses import get_loss
 from personseg.models import load_checkpoint, read_checkpoint
-from personseg.training import trainer
+from personseg.training import builders, trainer
 from personseg.training.config import TrainConfig, add_config_arguments, config_from_args
 from personseg.training.distributed import DistInfo
 from personseg.training.visualization import plot_history, prediction_grid
@@ -435,3 +435,28 @@ def test_tensorboard_writer_is_closed_when_an_epoch_fails(tmp_path, monkeypatch)
     with pytest.raises(ZeroDivisionError):
         trainer.main(tiny_config(data, data, tmp_path / "run"))
     assert closed == [True]
+
+
+def test_loader_workers_see_each_new_epoch(tmp_path):
+    """With loader worker processes every epoch draws its own samples. A persistent worker kept the mixture of
+    epoch 1 and repeated its samples every epoch (sessions 1-6 trained on 2000 samples over and over)."""
+    data = make_folder(tmp_path / "data", 4)
+    cfg = tiny_config(data, data, tmp_path / "run", workers=1, samples_per_epoch=8, batch_size=4)
+    train, vals = builders.build_datasets(cfg)
+    train_loader, _ = builders.build_loaders(cfg, train, vals, DistInfo(), pin=False)
+
+    def fingerprint(images: torch.Tensor) -> list[float]:
+        return sorted(images.float().sum(dim=(1, 2, 3)).tolist())
+
+    def expected(epoch: int) -> list[float]:
+        train.set_epoch(epoch)
+        return fingerprint(
+            torch.stack([torch.from_numpy(train.sample(i)[0].transpose(2, 0, 1).copy()) for i in range(8)])
+        )
+
+    for epoch in (1, 2, 3):
+        want = expected(epoch)
+        train.set_epoch(epoch)
+        got = fingerprint(torch.cat([images for images, _ in train_loader]))  # a whole epoch, as training runs it
+        assert got == want, epoch
+    assert expected(2) != expected(1)

@@ -121,23 +121,29 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
 def build_loaders(
     cfg: TrainConfig, train: TrainMixture, val_sets: dict[str, Dataset], info: DistInfo, pin: bool
 ) -> tuple[DataLoader, dict[str, DataLoader]]:
-    common = {"num_workers": cfg.workers, "pin_memory": pin, "persistent_workers": cfg.workers > 0}
+    common = {"num_workers": cfg.workers, "pin_memory": pin}
     sampler = (
         DistributedSampler(train, info.world_size, info.rank, shuffle=True, seed=cfg.seed) if info.enabled else None
     )
+    # Not persistent: a persistent worker keeps the copy of the mixture it got at the first epoch, so
+    # set_epoch never reached it and every epoch drew the same samples (until session 6). A fresh worker per
+    # epoch (a fork on Linux: cheap, the cached images are shared copy-on-write) sees the current epoch.
     train_loader = DataLoader(
         train,
         batch_size=cfg.batch_size,
         shuffle=sampler is None,
         sampler=sampler,
         drop_last=len(train) >= cfg.batch_size * 2,
+        persistent_workers=False,
         **common,
     )
     val_loaders = {}
     for name, ds in val_sets.items():
         # Shard validation by stride (no padding duplicates), so reduced metrics are exact.
         shard = Subset(ds, range(info.rank, len(ds), info.world_size)) if info.enabled else ds
-        val_loaders[name] = DataLoader(shard, batch_size=cfg.batch_size, shuffle=False, **common)
+        val_loaders[name] = DataLoader(
+            shard, batch_size=cfg.batch_size, shuffle=False, persistent_workers=cfg.workers > 0, **common
+        )
     return train_loader, val_loaders
 
 
