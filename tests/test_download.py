@@ -454,3 +454,17 @@ def test_refused_connection_does_not_promise_a_partial_file(tmp_path):
         download_file(url, tmp_path / "blob.bin", attempts=1)
     assert "partial file" not in str(info.value)
     assert not (tmp_path / "blob.bin.part").exists()
+
+
+def test_a_failed_download_leaves_no_empty_folders(monkeypatch, tmp_path, capsys):
+    import socket
+    import urllib.error
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    root = tmp_path / "fresh" / "penn"
+    assert cli_main(["data", "download", "penn-fudan", "--root", str(root)]) == 1
+    assert "cannot reach" in capsys.readouterr().err
+    assert not (tmp_path / "fresh").exists()
