@@ -41,35 +41,42 @@ def mount_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc")
 
         app.mount(ASSETS_URL, StaticFiles(directory=assets), name="docs-assets")
 
-    @app.get(docs_url, include_in_schema=False)
-    async def swagger(request: Request) -> HTMLResponse:
+    def page(request: Request, render) -> HTMLResponse:
+        """The page ``render(root)`` draws from the local assets, limited to this server; a plain one without."""
         root = request.scope.get("root_path", "")
         if assets is None:
             return _plain_page(app, root)
-        page = get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} - API docs",
-            swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+        response = render(root)
+        response.headers["Content-Security-Policy"] = SAME_ORIGIN_ONLY
+        return response
+
+    title = f"{app.title} - API docs"
+
+    @app.get(docs_url, include_in_schema=False)
+    async def swagger(request: Request) -> HTMLResponse:
+        return page(
+            request,
+            lambda root: get_swagger_ui_html(
+                openapi_url=f"{root}{app.openapi_url}",
+                title=title,
+                swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+                swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+                swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+            ),
         )
-        page.headers["Content-Security-Policy"] = SAME_ORIGIN_ONLY
-        return page
 
     @app.get(redoc_url, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        if assets is None:
-            return _plain_page(app, root)
-        page = get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} - API docs",
-            redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
-            with_google_fonts=False,
+        return page(
+            request,
+            lambda root: get_redoc_html(
+                openapi_url=f"{root}{app.openapi_url}",
+                title=title,
+                redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+                redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+                with_google_fonts=False,
+            ),
         )
-        page.headers["Content-Security-Policy"] = SAME_ORIGIN_ONLY
-        return page
 
 
 def _plain_page(app: FastAPI, root: str) -> HTMLResponse:
