@@ -28,16 +28,18 @@ def split_stems(source: str, stems: Iterable[str], val_fraction: float) -> tuple
     return train, val
 
 
-def patterns_for(source: str, patterns: Sequence[str]) -> list[str]:
-    """The ``SOURCE/STEM_GLOB`` patterns that name ``source``, as stem globs."""
-    out = []
+def check_patterns(patterns: Sequence[str]) -> None:
+    """ValueError unless every pattern has the ``SOURCE/STEM_GLOB`` shape."""
     for pattern in patterns:
         name, sep, glob = pattern.partition("/")
         if not sep or not glob:
             raise ValueError(f"validation pattern {pattern!r}: expected SOURCE/STEM_GLOB, e.g. davis_people/lucia_*")
-        if name == source:
-            out.append(glob)
-    return out
+
+
+def patterns_for(source: str, patterns: Sequence[str]) -> list[str]:
+    """The ``SOURCE/STEM_GLOB`` patterns that name ``source``, as stem globs."""
+    check_patterns(patterns)
+    return [glob for name, _, glob in (p.partition("/") for p in patterns) if name == source]
 
 
 def split_by_patterns(stems: Iterable[str], globs: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -46,3 +48,14 @@ def split_by_patterns(stems: Iterable[str], globs: Sequence[str]) -> tuple[list[
     for stem in stems:
         (val if any(fnmatch.fnmatchcase(stem, g) for g in globs) else train).append(stem)
     return train, val
+
+
+def split_source(
+    source: str, stems: Sequence[str], val_fraction: float, patterns: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """``(train_stems, val_stems)`` of one source: by the patterns that name it (whole sequences, a given
+    split), else by the fixed hash split. The one rule training and evaluation share."""
+    globs = patterns_for(source, patterns)
+    if globs:
+        return split_by_patterns(stems, globs)
+    return split_stems(source, stems, val_fraction)

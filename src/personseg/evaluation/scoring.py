@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from personseg.data.folder import PairedFolder
-from personseg.data.split import patterns_for, split_by_patterns, split_stems
+from personseg.data.split import check_patterns, patterns_for, split_by_patterns, split_source
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def read_split_config(path: str | Path) -> SplitConfig:
     if not isinstance(raw, dict):
         raise ValueError(f"--split-config {path}: expected a YAML mapping of training options")
     patterns = tuple(raw.get("val_patterns") or ())
-    patterns_for("", patterns)  # checks their SOURCE/STEM_GLOB shape now
+    check_patterns(patterns)
     fraction = raw.get("val_fraction", 0.1)  # TrainConfig's default
     return SplitConfig(
         val_fraction=None if fraction is None else float(fraction),
@@ -206,12 +206,9 @@ def read_split_config(path: str | Path) -> SplitConfig:
 def validation_stems(source: str, stems: Sequence[str], split: SplitConfig) -> list[str]:
     """The stems of ``source`` that training holds out: by pattern when a pattern names the source, else by the
     fixed hash split (:func:`personseg.data.split.split_stems`); all of them when the split has no fraction."""
-    globs = patterns_for(source, split.val_patterns)
-    if globs:
-        return split_by_patterns(stems, globs)[1]
-    if split.val_fraction is None:
+    if split.val_fraction is None and not patterns_for(source, split.val_patterns):
         return list(stems)
-    return split_stems(source, stems, split.val_fraction)[1]
+    return split_source(source, stems, split.val_fraction or 0.0, split.val_patterns)[1]
 
 
 def set_apart(source: str, stems: Sequence[str], patterns: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:

@@ -12,7 +12,7 @@ from personseg.data.composite import Compositor, foregrounds_from_pairs, load_ba
 from personseg.data.folder import DatasetError, PairedFolder
 from personseg.data.mixture import EvalDataset, TrainMixture
 from personseg.data.repair import repair_backdrop_mask
-from personseg.data.split import patterns_for, split_by_patterns, split_stems
+from personseg.data.split import split_source
 from personseg.data.transforms import composite_transform, eval_transform, train_transform
 from personseg.data.zoom import PersonCrops
 from personseg.models import SegmentationModel, create_model
@@ -59,13 +59,10 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
             )
         folder = PairedFolder(root, skip_invalid=cfg.skip_invalid, check=True)
         stems = folder.stems
-        globs = patterns_for(source_name(root), cfg.val_patterns)
         if cfg.val_data:
             train_stems, val_stems = stems, []
-        elif globs:
-            train_stems, val_stems = split_by_patterns(stems, globs)
         else:
-            train_stems, val_stems = split_stems(source_name(root), stems, cfg.val_fraction)
+            train_stems, val_stems = split_source(source_name(root), stems, cfg.val_fraction, cfg.val_patterns)
         if not train_stems:
             raise DatasetError(f"{root}: every pair fell into the validation split; lower --val-fraction")
         # Mend training labels only: validation keeps the dataset's own masks so figures stay comparable.

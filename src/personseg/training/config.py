@@ -17,6 +17,7 @@ import yaml
 
 from personseg.data.patterns import KINDS as PATTERN_KINDS
 from personseg.data.patterns import check_kinds
+from personseg.data.split import check_patterns
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -134,9 +135,7 @@ class TrainConfig:
         if isinstance(self.pattern_kinds, str):  # "pattern_kinds: flag" in a YAML file
             self.pattern_kinds = [self.pattern_kinds]
         check_kinds(self.pattern_kinds, "--pattern-kinds")
-        from personseg.data.split import patterns_for
-
-        patterns_for("", self.val_patterns)  # checks their shape up front
+        check_patterns(self.val_patterns)
         if self.pattern_backgrounds > 0 and self.composite_weight <= 0:
             raise ValueError("--pattern-backgrounds draws behind composited people: it needs --composite-weight > 0")
 

@@ -14,7 +14,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -333,7 +333,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             flip=cfg.teacher_flip,
         )
     train_set, val_sets = builders.build_datasets(cfg, train_size=distiller.size if distiller else None)
-    _selection_score({"iou": 0.0}, {k: {"iou": 0.0} for k in val_sets}, cfg.select_sources)  # unknown names fail now
+    check_select_sources(cfg.select_sources, val_sets)  # before the first epoch, not after it
     train_loader, val_loaders = builders.build_loaders(cfg, train_set, val_sets, info, pin=device.type == "cuda")
     model = builders.build_model(cfg).to(device)
     if cfg.channels_last:
@@ -445,13 +445,19 @@ def _open_writer(out: Path):
     return SummaryWriter(str(out / "tensorboard"))
 
 
+def check_select_sources(names: list[str], sources: Iterable[str]) -> None:
+    """ValueError naming the --select-sources that are not validation sources."""
+    available = set(sources)
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise ValueError(f"--select-sources {missing}: no such validation source (have {sorted(available)})")
+
+
 def _selection_score(val: dict[str, float], per_source: dict[str, dict[str, float]], names: list[str]) -> float:
     """What picks best.pt: the mean IoU over ``names`` (a macro average over sources), or the pooled IoU."""
     if not names:
         return val["iou"]
-    missing = [n for n in names if n not in per_source]
-    if missing:
-        raise ValueError(f"--select-sources {missing}: no such validation source (have {sorted(per_source)})")
+    check_select_sources(names, per_source)
     return sum(per_source[n]["iou"] for n in names) / len(names)
 
 
