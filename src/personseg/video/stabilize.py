@@ -72,23 +72,30 @@ class Stabilizer:
         """The stabilised probability (same shape as ``prob``) given this frame (any size RGB uint8)."""
         prob = prob.astype(np.float32, copy=False)
         h, w = prob.shape
-        guide = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) * (1.0 / 255.0)
+        small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        guide = small.astype(np.float32) * (1.0 / 255.0)
         self.restarted = True
         if self.strength == 0.0 or self._prob is None or self._prob.shape != prob.shape:
-            self._prob, self._guide = prob.copy(), guide
+            self._remember(prob.copy(), guide, small)
             return prob
-        moving = self.motion(guide)
+        past, moving = self._follow(guide, small)
         if float(moving.mean()) > self.scene_cut:
-            self._prob, self._guide = prob.copy(), guide
+            self._remember(prob.copy(), guide, small)
             return prob
         self.restarted = False
         conf_new = np.abs(2.0 * prob - 1.0)
-        conf_old = np.abs(2.0 * self._prob - 1.0)
+        conf_old = np.abs(2.0 * past - 1.0)
         keep = self.strength * (1.0 - moving) * np.clip(1.0 + conf_old - conf_new, 0.0, 1.0)
-        out = keep * self._prob + (1.0 - keep) * prob
-        self._prob = out
-        self._guide = guide
+        out = keep * past + (1.0 - keep) * prob
+        self._remember(out, guide, small)
         return out
+
+    def _follow(self, guide: np.ndarray, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the past probability aligned with this frame, the gate in [0, 1] where the past does not hold)."""
+        return self._prob, self.motion(guide)
+
+    def _remember(self, prob: np.ndarray, guide: np.ndarray, small: np.ndarray) -> None:
+        self._prob, self._guide = prob, guide
 
 
 class FlowStabilizer(Stabilizer):
@@ -112,19 +119,11 @@ class FlowStabilizer(Stabilizer):
         super().reset()
         self._gray: np.ndarray | None = None
 
-    def update(self, prob: np.ndarray, frame: np.ndarray) -> np.ndarray:
-        prob = prob.astype(np.float32, copy=False)
-        h, w = prob.shape
-        small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        guide = small.astype(np.float32) * (1.0 / 255.0)
-        self.restarted = True
-        if self.strength == 0.0 or self._prob is None or self._prob.shape != prob.shape:
-            self._prob, self._guide, self._gray = prob.copy(), guide, gray
-            return prob
+    def _follow(self, guide: np.ndarray, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = guide.shape[:2]
         # Flow from the current frame to the previous one: where each current pixel was a frame ago.
-        flow = self._flow.calc(gray, self._gray, None)
-        grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        flow = self._flow.calc(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), self._gray, None)
+        grid_y, grid_x = np.indices((h, w), dtype=np.float32)
         map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
         past = cv2.remap(self._prob, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         past_guide = cv2.remap(self._guide, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -132,13 +131,8 @@ class FlowStabilizer(Stabilizer):
         diff = cv2.blur(np.abs(guide - past_guide).max(axis=2), (3, 3))
         unexplained = np.clip((diff - self.motion_low) / (self.motion_high - self.motion_low), 0.0, 1.0)
         unexplained[outside] = 1.0
-        if float(unexplained.mean()) > self.scene_cut:
-            self._prob, self._guide, self._gray = prob.copy(), guide, gray
-            return prob
-        self.restarted = False
-        conf_new = np.abs(2.0 * prob - 1.0)
-        conf_old = np.abs(2.0 * past - 1.0)
-        keep = self.strength * (1.0 - unexplained) * np.clip(1.0 + conf_old - conf_new, 0.0, 1.0)
-        out = keep * past + (1.0 - keep) * prob
-        self._prob, self._guide, self._gray = out, guide, gray
-        return out
+        return past, unexplained
+
+    def _remember(self, prob: np.ndarray, guide: np.ndarray, small: np.ndarray) -> None:
+        super()._remember(prob, guide, small)
+        self._gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
