@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine  # noqa: E402
 from peers import DEFAULT_MEDIAPIPE, MediaPipeSelfie  # noqa: E402
 
+from personseg.data.split import patterns_for  # noqa: E402
 from personseg.evaluation import MAIN_SUBJECT, read_split_config, temporal_scores  # noqa: E402
 from personseg.inference.remove import postprocess  # noqa: E402
 from personseg.inference.subject import SubjectTracker  # noqa: E402
@@ -189,15 +190,14 @@ def video_path_masks(model, frames: list[np.ndarray], stabilizer, subject: Subje
 
 
 def real_footage(
-    root: Path, models: list[str], threads: int, strength: float, trained: list[str], max_frames: int
+    root: Path, models: list[str], threads: int, strength: float, held_out: list[str] | None, max_frames: int
 ) -> list[str]:
-    import fnmatch
-
+    """``held_out``: stem globs of the sequences the models did not train on (None: they trained on none)."""
     sequences = load_sequences(root)
-    main_only = [g.partition("/")[2] for g in MAIN_SUBJECT if g.startswith(root.name + "/")]
+    main_only = patterns_for(root.name, MAIN_SUBJECT)
+    loaded = {name: personseg.load_model(name, threads=threads) for name in models}
     runs: list[tuple[str, Callable]] = []
-    for name in models:
-        model = personseg.load_model(name, threads=threads)
+    for name, model in loaded.items():
         runs.append((f"{name} per frame", lambda f, m=model: video_path_masks(m, f, None, None)))
         runs.append((f"{name} plain stabiliser", lambda f, m=model: video_path_masks(m, f, Stabilizer(strength), None)))
         runs.append(
@@ -209,11 +209,9 @@ def real_footage(
     main_runs = [
         (
             f"{name} video path --subject main",
-            lambda f, m=personseg.load_model(name, threads=threads): video_path_masks(
-                m, f, FlowStabilizer(strength), SubjectTracker()
-            ),
+            lambda f, m=model: video_path_masks(m, f, FlowStabilizer(strength), SubjectTracker()),
         )
-        for name in models
+        for name, model in loaded.items()
     ]
     rows = [
         "| sequence | trained on | method | frames | IoU | temporal error | flicker |",
@@ -224,8 +222,9 @@ def real_footage(
         pairs = pairs[:max_frames] if max_frames else pairs
         frames = [read_image(p).rgb for p, _ in pairs]
         truths = [read_image(m).rgb[..., 0].astype(np.float32) / 255.0 for _, m in pairs]
-        is_main = any(fnmatch.fnmatchcase(pairs[0][0].stem, g) for g in main_only)
-        seen = any(fnmatch.fnmatchcase(pairs[0][0].stem, g) for g in trained)
+        stem = pairs[0][0].stem
+        is_main = any(fnmatch.fnmatchcase(stem, g) for g in main_only)
+        seen = held_out is not None and not any(fnmatch.fnmatchcase(stem, g) for g in held_out)
         for label, run in runs + (main_runs if is_main else []):
             scores = temporal_scores(run(frames), truths)
             if not is_main:
@@ -282,16 +281,10 @@ def main() -> None:
     if not args.skip_stability:
         tables.append(stability(args.models, args.frames, args.threads, args.strength))
     if args.davis:
-        trained: list[str] = []
+        held_out = None
         if args.trained_config:
-            split = read_split_config(args.trained_config)
-            held_out = [g.partition("/")[2] for g in split.val_patterns if g.startswith(args.davis.name + "/")]
-            trained = [
-                f"{seq}_*"
-                for seq in load_sequences(args.davis)
-                if not any(fnmatch.fnmatchcase(f"{seq}_00000", g) for g in held_out)
-            ]
-        tables.append(real_footage(args.davis, args.models, args.threads, args.strength, trained, args.max_frames))
+            held_out = patterns_for(args.davis.name, read_split_config(args.trained_config).val_patterns)
+        tables.append(real_footage(args.davis, args.models, args.threads, args.strength, held_out, args.max_frames))
     print()
     for rows in tables:
         print("\n".join(rows) + "\n")
