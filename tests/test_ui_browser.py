@@ -5,6 +5,7 @@ Needs the system Chromium (Debian: apt-get install chromium; `sh scripts/ensure_
 Playwright's own browser download. Skipped, with the reason, only when no Chromium binary exists.
 """
 
+import contextlib
 import os
 import shutil
 import socket
@@ -181,14 +182,26 @@ def shown_text(locator) -> str:
     return " ".join(locator.all_inner_texts()).replace("\u200b", "")
 
 
-def test_swagger_ui_renders_the_routes_offline(browser, server):
+@contextlib.contextmanager
+def offline_page(browser, url: str):
+    """A page loaded from ``url`` with every request off 127.0.0.1 blocked; on exit, asserts that none was
+    attempted and that the page raised no JavaScript error."""
     outside: list[str] = []
-    context = offline_context(browser, outside)
-    page = context.new_page()
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    context = offline_context(browser, outside)
     try:
-        page.goto(f"{server}/docs", wait_until="domcontentloaded")
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url, wait_until="domcontentloaded")
+        yield page
+    finally:
+        context.close()
+    assert outside == [], outside
+    assert errors == [], errors
+
+
+def test_swagger_ui_renders_the_routes_offline(browser, server):
+    with offline_page(browser, f"{server}/docs") as page:
         # Operation blocks exist only when swagger-ui-bundle.js ran and rendered /openapi.json (the plain
         # page without the assets lists the routes too, but has no .swagger-ui element).
         page.wait_for_selector(".swagger-ui .opblock .opblock-summary-path", timeout=30_000)
@@ -201,20 +214,10 @@ def test_swagger_ui_renders_the_routes_offline(browser, server):
         # The stylesheet came too: the POST block is styled (Swagger UI's green), not bare HTML.
         colour = remove.first.locator(".opblock-summary-method").evaluate("e => getComputedStyle(e).backgroundColor")
         assert colour == "rgb(73, 204, 144)", colour
-    finally:
-        context.close()
-    assert outside == [], outside
-    assert errors == [], errors
 
 
 def test_redoc_renders_the_routes_offline(browser, server):
-    outside: list[str] = []
-    context = offline_context(browser, outside)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        page.goto(f"{server}/redoc", wait_until="domcontentloaded")
+    with offline_page(browser, f"{server}/redoc") as page:
         # ReDoc's operation sections exist only when redoc.standalone.js ran and rendered /openapi.json.
         page.wait_for_selector("redoc [data-section-id*='operation/']", timeout=30_000)
         sections = page.locator("redoc [data-section-id*='operation/']")
@@ -224,7 +227,3 @@ def test_redoc_renders_the_routes_offline(browser, server):
         # The side menu lists the operations too, with their HTTP methods.
         menu = shown_text(page.locator("redoc .menu-content"))
         assert "post" in menu.lower(), menu
-    finally:
-        context.close()
-    assert outside == [], outside
-    assert errors == [], errors
