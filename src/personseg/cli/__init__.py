@@ -47,8 +47,14 @@ class MissingExtra(Exception):
     """A subcommand needs a package of an extra that is not installed."""
 
 
+#: modules only the [train] extra brings, whichever command needs them (a .pt model needs torch anywhere)
+TRAIN_MODULES = ("torch", "torchvision", "yaml", "albumentations", "timm", "segmentation_models_pytorch")
+
+
 def missing_extra_message(command: str, exc: ModuleNotFoundError) -> str:
-    extra = EXTRAS.get(command, "train" if exc.name in ("torch", "yaml", "albumentations") else None)
+    """One line naming the extra that brings the missing module (the one place that knows the mapping)."""
+    top = (exc.name or "").split(".")[0]
+    extra = "train" if top in TRAIN_MODULES else EXTRAS.get(command)
     module = exc.name or str(exc)
     if extra is None:
         return f"personseg {command}: missing Python module {module!r} ({exc})"

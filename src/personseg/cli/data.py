@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
+
+from personseg.cli.folders import folders_to_create, remove_if_empty
 
 #: environment variable read as the default of ``--url`` (a mirror or local copy of the dataset's archive)
 URL_OVERRIDE_ENV = "PERSONSEG_DATASET_URL_OVERRIDE"
@@ -67,16 +68,6 @@ def _list() -> int:
     return 0
 
 
-def _remove_empty(created: list[Path]) -> None:
-    """Undo the folders a failed download made, if nothing worth keeping is in them (a partial file is)."""
-    for path in created:
-        for sub in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True) if path.is_dir() else []:
-            if sub.is_dir() and not any(sub.iterdir()):
-                sub.rmdir()
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-
-
 def _fail(problem: str, code: int = 1) -> int:
     print(f"personseg data: {problem}", file=sys.stderr)
     return code
@@ -96,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         return _fail(f"--limit must be at least 1, got {args.limit}", 2)
     root = args.root or os.path.join("data", args.name)
-    created = [p for p in (Path(root), *Path(root).parents) if not p.exists()]  # deepest first
+    created = folders_to_create(root)
     try:
         count = prepare(
             args.name,
@@ -107,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             url=args.url,
         )
     except (DownloadError, UnsafeArchiveError, ConversionError, OSError) as exc:
-        _remove_empty(created)
+        remove_if_empty(created)
         return _fail(str(exc))
     print(f"{args.name}: {count} image/mask pairs in {root}")
     return 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from personseg.cli import options
+from personseg.cli.folders import folders_to_create, remove_if_empty
 
 log = logging.getLogger(__name__)
 
@@ -246,28 +247,6 @@ def _requested_kinds(args: argparse.Namespace, to_stdout: bool) -> list[str]:
     return kinds
 
 
-def _new_folders(folder: Path) -> list[Path]:
-    """The folders that creating ``folder`` will make (deepest first), so an empty result can be undone."""
-    missing = []
-    for path in (folder, *folder.parents):
-        if path.exists():
-            break
-        missing.append(path)
-    return missing
-
-
-def _remove_if_empty(created: list[Path]) -> bool:
-    """Remove the folders this run created if nothing was written into them; True when it did."""
-    if not created or any(created[0].iterdir()):
-        return False
-    for path in created:
-        try:
-            path.rmdir()
-        except OSError:
-            break
-    return True
-
-
 def _check_output_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -305,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
     if to_stdout and len(jobs) + len(problems) != 1:
         return _fail(f"-o - writes one image to stdout, but {len(jobs) + len(problems)} inputs were given")
     # Everything that can fail for the whole batch is checked before the first image is touched.
-    created = _new_folders(folder) if folder is not None else []
+    created = folders_to_create(folder) if folder is not None else []
     try:
         if folder is not None:
             _check_output_folder(folder)
@@ -358,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
     summary = f"personseg remove: done {done}, failed {len(failures)}"
     if skipped:
         summary += f", skipped {skipped} (outputs exist)"
-    if _remove_if_empty(created):  # a run that wrote nothing leaves no empty folders behind
+    if remove_if_empty(created):  # a run that wrote nothing leaves no empty folders behind
         print(f"{summary}; nothing written", file=sys.stderr)
     else:
         print(f"{summary}; outputs in {folder}/", file=sys.stderr)

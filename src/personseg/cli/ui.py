@@ -25,17 +25,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from personseg.serve.ui import build_ui, page_options
-    except ImportError as exc:
-        print(f"personseg ui: {exc.name} is missing: pip install 'personseg[ui]'", file=sys.stderr)
-        return 2
+    from personseg.serve.ui import build_ui, page_options  # a missing extra is named by personseg.cli.main
+
     try:
         blocks = build_ui(args.model, max_pixels=args.max_pixels, providers=args.provider, threads=args.threads)
-    except ModuleNotFoundError as exc:
-        extra = "train" if exc.name == "torch" else "ui"
-        print(f"personseg ui: {exc.name} is missing: pip install 'personseg[{extra}]'", file=sys.stderr)
-        return 2
+    except ModuleNotFoundError:
+        raise  # gradio, or torch for a .pt model: personseg.cli.main names the extra
     except (OSError, ValueError, KeyError, ImportError) as exc:  # ImportError: a .pt model without torch
         print(f"personseg ui: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
