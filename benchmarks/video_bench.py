@@ -38,7 +38,7 @@ import numpy as np
 import personseg
 from personseg.inference import compose, refine
 from personseg.inference.io import read_image
-from personseg.inference.remove import RemoveOptions
+from personseg.inference.options import Background, RemoveOptions
 from personseg.video import Stabilizer, VideoOptions, process_video
 from personseg.video.stabilize import FlowStabilizer
 
@@ -92,7 +92,7 @@ def speed(
         "| --- | --- | --- | --- | --- | --- |",
     ]
     video_options = VideoOptions(
-        background_color=(0, 177, 64), batch_size=batch, remove=RemoveOptions(foreground=foreground)
+        background=Background(color=(0, 177, 64)), batch_size=batch, remove=RemoveOptions(foreground=foreground)
     )
     rng = np.random.default_rng(0)
     for size in sizes:

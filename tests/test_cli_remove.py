@@ -334,7 +334,7 @@ def test_folder_takes_every_format_pillow_reads(cli, tmp_path, capsys) -> None:
 def test_a_nan_threshold_is_a_clear_usage_error(cli, photos, tmp_path, capsys) -> None:
     assert cli(photos / "a.jpg", "-o", tmp_path / "o", "--threshold", "nan") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "threshold must be a finite number" in err[0]
+    assert len(err) == 1 and "--threshold: must be a finite number" in err[0]
 
 
 def test_quiet_prints_no_info(tiny_model, photos, tmp_path) -> None:

@@ -507,18 +507,17 @@ def test_serve_cli_defaults_to_localhost():
 
 def test_ui_runner_without_a_browser(client, photo):
     pytest.importorskip("gradio")
-    from personseg.serve.ui import UiRunner, build_ui, parse_ui_color
+    from personseg.serve.ui import UiRunner, build_ui
 
-    assert parse_ui_color("#ff8000") == (255, 128, 0)
-    assert parse_ui_color("rgba(10, 20, 30, 1)") == (10, 20, 30)
     run = UiRunner(client.app.state.models, max_pixels=None)
-    original, mask, result, path = run(photo, "transparent", None, None, 15, 0.5, True, "personseg-fast")
+    original, mask, result, path = run(photo, "personseg-fast")
     assert original.shape == (H, W, 3) and mask.shape == (H, W) and result.shape == (H, W, 4)
     saved = decode(open(path, "rb").read())
     assert saved.mode == "RGBA" and saved.size == (W, H)
-    _, mask, result, _ = run(photo, "colour", "#0000ff", None, 15, 0.5, True, "personseg-fast")
-    assert np.abs(result[mask == 0].astype(int) - [0, 0, 255]).max() <= 2
-    _, hard, _, _ = run(photo, "blur", None, None, 5, 0.5, False, "personseg-fast")
+    # Gradio's colour picker writes rgba() with a fractional alpha: opaque blue, not nearly transparent.
+    _, mask, result, _ = run(photo, "personseg-fast", "color", color="rgba(0, 0, 255, 1)")
+    assert result.shape == (H, W, 4) and np.abs(result[mask == 0].astype(int) - [0, 0, 255, 255]).max() <= 2
+    _, hard, _, _ = run(photo, "personseg-fast", "blur", blur=5, soft=False)
     assert set(np.unique(hard)) <= {0, 255}
     assert build_ui(models=client.app.state.models) is not None
 

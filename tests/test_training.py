@@ -51,7 +51,7 @@ def tiny_config(data: Path, val: Path, output: Path, **overrides) -> TrainConfig
         "data": [str(data)],
         "val_data": [str(val)],
         "output": str(output),
-        "model": "unet",
+        "arch": "unet",
         "base_channels": 4,
         "input_size": 32,
         "batch_size": 2,
@@ -69,7 +69,7 @@ def tiny_config(data: Path, val: Path, output: Path, **overrides) -> TrainConfig
 def flags(cfg: TrainConfig) -> list[str]:
     """Command-line flags that reproduce ``cfg`` (only the fields tiny_config sets)."""
     out = []
-    for key in ("model", "base_channels", "input_size", "batch_size", "samples_per_epoch", "epochs", "workers"):
+    for key in ("arch", "base_channels", "input_size", "batch_size", "samples_per_epoch", "epochs", "workers"):
         out += [f"--{key.replace('_', '-')}", str(getattr(cfg, key))]
     out += ["--threads", str(cfg.threads), "--vis-every", str(cfg.vis_every), "--seed", str(cfg.seed)]
     return out + ["--data", *cfg.data, "--val-data", *cfg.val_data, "--output", cfg.output]
@@ -411,7 +411,7 @@ def test_plot_history_writes_a_png(tmp_path):
         assert im.size[0] > im.size[1] > 100
 
 
-@pytest.mark.parametrize(("field", "value", "named"), [("model", "resnet9000", "--model"), ("loss", "l7", "l7")])
+@pytest.mark.parametrize(("field", "value", "named"), [("arch", "resnet9000", "--arch"), ("loss", "l7", "l7")])
 def test_unknown_model_or_loss_fails_before_any_data_is_read(tmp_path, field, value, named):
     cfg = tiny_config(tmp_path / "missing", tmp_path / "missing", tmp_path / "run", **{field: value})
     with pytest.raises(KeyError, match=named):  # not the DatasetError the missing folder would give
@@ -460,3 +460,25 @@ def test_loader_workers_see_each_new_epoch(tmp_path):
         got = fingerprint(torch.cat([images for images, _ in train_loader]))  # a whole epoch, as training runs it
         assert got == want, epoch
     assert expected(2) != expected(1)
+
+
+def test_the_architecture_is_arch_and_the_old_model_key_still_reads(tmp_path, caplog):
+    """``--model`` names a shipped model everywhere else; train's architecture is ``--arch``. Configs and
+    checkpoints written before the rename (``model: unet``) still load, and ``train --model`` still works, warning."""
+    from personseg.cli import build_parser
+    from personseg.training.config import config_from_args
+
+    old = tmp_path / "old.yaml"
+    old.write_text("model: deeplabv3plus\nencoder: efficientnet_lite0\n")
+    assert TrainConfig.from_yaml(old).arch == "deeplabv3plus"
+    both = tmp_path / "both.yaml"
+    both.write_text("model: unet\narch: deeplabv3plus\n")
+    with pytest.raises(ValueError, match="not both arch and model"):
+        TrainConfig.from_yaml(both)
+    parser = build_parser(["train"])
+    assert config_from_args(parser.parse_args(["train", "--arch", "deeplabv3plus"])).arch == "deeplabv3plus"
+    with caplog.at_level("WARNING"):
+        cfg = config_from_args(parser.parse_args(["train", "--config", str(old), "--model", "unet"]))
+    assert cfg.arch == "unet" and "--model is now --arch" in caplog.text
+    train_help = next(a for a in parser._actions if a.dest == "command").choices["train"].format_help()
+    assert "--arch ARCH" in train_help and "--model MODEL" not in train_help  # one name in the help

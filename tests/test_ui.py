@@ -13,11 +13,17 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 
 from personseg.serve.pool import ModelPool  # noqa: E402
-from personseg.serve.ui import CSS, PEOPLE, UiRunner, page_options  # noqa: E402
+from personseg.serve.ui import CSS, UI_FIELDS, UiRunner, page_options  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent.parent / "src" / "personseg" / "assets"
-#: background, colour, background image, blur, threshold, soft, model (the UI's inputs after the photo)
-DEFAULTS = ("transparent", "#ffffff", None, 15, 0.5, True, "personseg-fast")
+#: model, background choice, then one value per UI_FIELDS (the page's inputs after the photo, as Gradio passes them)
+DEFAULTS = {"model": "personseg-fast", "background": "none", "soft": True, "threshold": 0.5, "color": "#ffffff"}
+DEFAULTS |= {"image": None, "blur": 15}
+
+
+def page_inputs(photo, subject="all", **changes):
+    values = DEFAULTS | {"subject": subject} | changes
+    return (photo, values["model"], values["background"], *(values[f.name] for _, f in UI_FIELDS))
 
 
 @pytest.fixture(scope="module")
@@ -31,23 +37,23 @@ def photo() -> np.ndarray:
 
 
 def test_a_new_photo_runs_at_once_and_enables_the_download(runner, photo) -> None:
-    original, mask, result, download = runner.on_new_photo(photo, *DEFAULTS, "all")
+    original, mask, result, download = runner.on_new_photo(*page_inputs(photo))
     assert original.shape == (128, 160, 3) and mask.shape == (128, 160) and result.shape == (128, 160, 4)
     assert isinstance(download, gr.DownloadButton) and download.interactive
     assert Image.open(download.value["path"]).mode == "RGBA"
 
 
 def test_removing_the_photo_clears_the_results_without_an_error(runner) -> None:
-    original, mask, result, download = runner.on_new_photo(None, *DEFAULTS, "all")
+    original, mask, result, download = runner.on_new_photo(*page_inputs(None))
     assert (original, mask, result, download.value, download.interactive) == (None, None, None, None, False)
     with pytest.raises(gr.Error, match="Upload a photo"):
-        runner.on_click(None, *DEFAULTS, "all")
+        runner.on_click(*page_inputs(None))
 
 
 def test_main_subject_only_keeps_a_subset_of_everyone(runner, photo) -> None:
-    assert [value for _, value in PEOPLE] == ["all", "main"]
-    everyone = runner(photo, *DEFAULTS, "all")[1]
-    main = runner(photo, *DEFAULTS, "main")[1]
+    assert {f.name for _, f in UI_FIELDS} == {"subject", "soft", "threshold", "color", "image", "blur"}
+    everyone = runner(photo, model="personseg-fast", subject="all")[1]
+    main = runner(photo, model="personseg-fast", subject="main")[1]
     assert main.max() == 255 and (main <= everyone).all()
 
 

@@ -19,6 +19,7 @@ import pytest
 av = pytest.importorskip("av")
 
 from personseg.cli import main  # noqa: E402
+from personseg.inference.options import Background  # noqa: E402
 from personseg.video import VideoError, VideoOptions, VideoReader, process_video  # noqa: E402
 from personseg.video.reader import apply_rotation, expand_sequence  # noqa: E402
 
@@ -133,7 +134,9 @@ def no_leftovers(folder: Path) -> bool:
 def test_composite_keeps_count_rate_size_and_audio(tmp_path, audio):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_clip(src, audio=audio)
-    result = process_video(src, out, FakeSegmenter(), VideoOptions(background_color=(0, 0, 255), batch_size=3))
+    result = process_video(
+        src, out, FakeSegmenter(), VideoOptions(background=Background(color=(0, 0, 255)), batch_size=3)
+    )
     assert result.output == out and result.kind == "composite" and result.frames == 12
     frames, container = decode(out)
     stream = container.streams.video[0]
@@ -280,7 +283,7 @@ def test_background_video_is_looped(tmp_path):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
-    process_video(src, out, FakeSegmenter(), VideoOptions(background_video=bg))
+    process_video(src, out, FakeSegmenter(), VideoOptions(background=Background(video=bg)))
     frames, _ = decode(out)
     assert len(frames) == 8
     corners = [int(np.argmax(f.to_ndarray(format="rgb24")[3, 3])) for f in frames]
@@ -395,8 +398,8 @@ def test_error_mid_run_deletes_the_output(tmp_path):
 
 
 def test_options_are_validated():
-    with pytest.raises(ValueError, match="at most one background"):
-        VideoOptions(background_color=(1, 2, 3), background_blur=5)
+    with pytest.raises(ValueError, match="give one background, not color and blur"):
+        VideoOptions(background=Background(color=(1, 2, 3), blur=5))
     with pytest.raises(ValueError, match="batch_size"):
         VideoOptions(batch_size=0)
     with pytest.raises(ValueError, match="output_kind"):
@@ -540,16 +543,14 @@ def test_subject_main_stays_on_the_same_person_across_frames(tmp_path, fake_mode
 
 def test_the_subject_is_chosen_afresh_where_the_stabiliser_restarts():
     from personseg.inference.remove import RemoveOptions
-    from personseg.video.pipeline import Background, finish_frame, make_subject_tracker
+    from personseg.video.pipeline import FrameProcessor
 
-    options = VideoOptions(remove=RemoveOptions(subject="main"))
-    tracker = make_subject_tracker(options, 0.5)
+    processor = FrameProcessor(FakeSegmenter(), VideoOptions(remove=RemoveOptions(subject="main")), "mask")
     first, both = two_people_frames(2, appear=1)
-    background = Background(options, "mask")
 
     def alpha(rgb: np.ndarray, restarted: bool) -> np.ndarray:
         low = FakeSegmenter().predict_lowres([rgb])[0]
-        return finish_frame(rgb, low, options, 0.5, "mask", background, tracker, restarted)
+        return processor.finish(rgb, low, restarted)
 
     assert alpha(first, True)[50, 120] == 255
     kept = alpha(both, False)
@@ -581,5 +582,5 @@ def test_stabilizer_choice_reaches_the_pipeline(tmp_path, fake_model, monkeypatc
 
 
 def test_stabilizer_option_is_validated():
-    with pytest.raises(ValueError, match="stabilizer 'median': choose from flow, plain"):
+    with pytest.raises(ValueError, match="stabilizer: 'median' is not one of flow, plain"):
         VideoOptions(stabilizer="median")

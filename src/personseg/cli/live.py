@@ -111,20 +111,19 @@ def _run(args: argparse.Namespace) -> int:
     import cv2
 
     from personseg.cli.video import Terminated, video_options_from_args
+    from personseg.inference.options import Background
     from personseg.video import VideoWriter
-    from personseg.video.pipeline import Background, finish_frame, make_stabilizer, make_subject_tracker, stabilize
+    from personseg.video.pipeline import FrameProcessor
 
-    if all(getattr(args, f) is None for f in ("bg_color", "bg_image", "bg_blur", "bg_video")):
-        args.bg_blur = DEFAULT_BLUR
     try:
-        video_options = video_options_from_args(args)
+        video_options = video_options_from_args(args, default_background=Background(blur=DEFAULT_BLUR))
         model = options.load_model_from_args(args)
         cap = open_capture(args.camera, args.width, args.height)
     except (OSError, ValueError, ImportError) as exc:
         _say(exc)
         return 2
 
-    writer = cam = background = None
+    writer = cam = processor = None
     shown = False
     frames = 0
     fps = 0.0
@@ -137,11 +136,8 @@ def _run(args: argparse.Namespace) -> int:
         height, width = bgr.shape[:2]
         rate = cap.get(cv2.CAP_PROP_FPS) or 30.0
         rate = rate if 1.0 <= rate <= 240.0 else 30.0
-        background = Background(video_options, "composite")
-        background.prepare(height, width)
-        stabilizer = make_stabilizer(video_options)
-        threshold = video_options.remove.threshold_for(model)
-        subject = make_subject_tracker(video_options, threshold)
+        processor = FrameProcessor(model, video_options, "composite")
+        processor.prepare(height, width)
         if args.output:
             from fractions import Fraction
 
@@ -150,10 +146,7 @@ def _run(args: argparse.Namespace) -> int:
             cam = open_virtual_camera(width, height, rate)
         last = time.perf_counter()
         while ok:
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            # The same per-frame steps as personseg video's pipeline, one frame at a time.
-            low, restarted = stabilize(stabilizer, model.predict_lowres([rgb])[0], rgb)
-            out = finish_frame(rgb, low, video_options, threshold, "composite", background, subject, restarted)
+            out = processor(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))  # the steps of personseg video, frame by frame
             frames += 1
             now = time.perf_counter()
             fps = 1.0 / max(now - last, 1e-6) if frames == 1 else 0.9 * fps + 0.1 / max(now - last, 1e-6)
@@ -188,8 +181,8 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     finally:
         cap.release()
-        if background is not None:
-            background.close()
+        if processor is not None:
+            processor.close()
         if writer is not None:
             writer.close()
         if cam is not None:

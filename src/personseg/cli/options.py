@@ -99,130 +99,102 @@ def add_max_memory_option(parser: argparse.ArgumentParser, default: int | None =
     )
 
 
-def add_subject_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--subject all|main``: photos, video and live (through :func:`add_postprocess_options`)."""
-    from personseg.inference.subject import SUBJECT_MODES
-
-    parser.add_argument(
-        "--subject",
-        choices=SUBJECT_MODES,
-        default="all",
-        help="all: every person; main: only the most prominent person (largest x most central x sharpest) and "
-        "anyone touching them, dropping bystanders and audiences; in a video the same person stays chosen "
-        "from frame to frame, even when someone bigger walks past (default: %(default)s)",
-    )
+def _dest(field) -> str:
+    return field.spec.flag_for(field.name).lstrip("-").replace("-", "_")
 
 
-def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("mask post-processing")
-    add_subject_option(group)
-    group.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="person/background cut in (0, 1) for --hard, --keep-largest, --fill-holes and --crop "
-        "(default: the model's own)",
-    )
-    group.add_argument("--hard", action="store_true", help="hard 0/1 mask instead of a soft alpha")
-    group.add_argument(
-        "--edge-cutoff",
-        type=float,
-        default=0.1,
-        metavar="C",
-        help="soft alpha below C becomes 0 and above 1-C becomes 1, clearing faint fog at the edge; "
-        "0 keeps the raw probability (default: 0.1)",
-    )
-    group.add_argument(
-        "--keep-largest",
-        type=int,
-        default=0,
-        metavar="K",
-        help="keep only the K largest people (connected regions); 0 keeps all (default: 0)",
-    )
-    group.add_argument(
-        "--fill-holes",
-        type=float,
-        nargs="?",
-        const=0.01,
-        default=0.0,
-        metavar="FRACTION",
-        help="fill holes in the mask smaller than FRACTION of the image area (default when given: 0.01)",
-    )
-    group.add_argument("--feather", type=float, default=0.0, metavar="PX", help="blur the mask edge by PX pixels")
-    group.add_argument(
-        "--matting",
-        action="store_true",
-        help="alpha matting around the edge for hair (slow; needs: pip install 'personseg[matting]')",
-    )
-    group.add_argument(
-        "--foreground",
-        choices=("blur", "ml", "none"),
-        default="blur",
-        help="foreground colour estimation so cut-outs carry no old-background halo: blur (fast), "
-        "ml (pymatting, slower) or none (default: %(default)s)",
-    )
+def _converter(field):
+    """``type=`` for argparse: the text as the field's value. Ranges are checked when the options are built
+    (:func:`spec_from_args`), so the error is one line naming the flag, as for every other usage error."""
+    base = field.spec.parse or field.kind
+
+    def convert(text: str):
+        try:
+            return base(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc) if field.spec.parse else f"not a number: {text!r}") from None
+
+    convert.__name__ = (field.kind or str).__name__  # argparse names the type in its own messages
+    return convert
 
 
-def _color(text: str) -> tuple[int, ...]:
-    from personseg.inference.compose import parse_color
+def add_spec_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    title: str,
+    exclude: tuple[str, ...] = (),
+    exclusive: bool = False,
+    only: tuple[str, ...] | None = None,
+) -> None:
+    """One flag per spec'd field of ``cls`` (:mod:`personseg.inference.options`), in a group titled ``title``
+    (fields in ``exclude`` left out, or just those in ``only``); ``exclusive``: at most one may be given."""
+    from personseg.inference.options import option_fields
 
+    group = parser.add_argument_group(title)
+    if exclusive:
+        group = group.add_mutually_exclusive_group()
+    for field in option_fields(cls):
+        spec = field.spec
+        if spec.flag_for(field.name) is None or field.name in exclude or (only is not None and field.name not in only):
+            continue
+        kwargs: dict = {"dest": _dest(field), "help": spec.help}
+        if field.kind is bool:
+            kwargs.update(action="store_true", default=False)
+        else:
+            kwargs.update(default=field.default, metavar=spec.metavar)
+            if spec.choices is not None:
+                kwargs.update(choices=spec.choices, metavar=None)
+            elif field.kind is not None or spec.parse is not None:
+                kwargs["type"] = _converter(field)
+            if spec.const is not None:
+                kwargs.update(nargs="?", const=spec.const)
+            if field.default is not None:
+                kwargs["help"] += " (default: %(default)s)"
+        group.add_argument(spec.flag_for(field.name), **kwargs)
+
+
+def spec_from_args(cls: type, args: argparse.Namespace, **overrides):
+    """``cls`` built from the flags :func:`add_spec_options` added (fields without a flag here keep their
+    default); an error names the flag the user typed."""
+    from personseg.inference.options import OptionError, option_fields
+
+    values, flags = {}, {}
+    for field in option_fields(cls):
+        flag = field.spec.flag_for(field.name)
+        if flag is None or not hasattr(args, _dest(field)):
+            continue
+        value = getattr(args, _dest(field))
+        values[field.name] = (not value) if field.spec.invert else value
+        flags[field.name] = flag
+    values.update(overrides)
     try:
-        return parse_color(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        return cls(**values)
+    except OptionError as exc:
+        raise ValueError(exc.named(flags)) from None
 
 
-def add_background_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("background replacement (one of)").add_mutually_exclusive_group()
-    group.add_argument(
-        "--bg-color",
-        type=_color,
-        default=None,
-        metavar="COLOR",
-        help="put the person on this colour: R,G,B[,A], #RRGGBB[AA] or a name",
-    )
-    group.add_argument(
-        "--bg-image", default=None, metavar="PATH", help="put the person on this image (scaled to cover)"
-    )
-    group.add_argument(
-        "--bg-blur",
-        type=float,
-        nargs="?",
-        const=15.0,
-        default=None,
-        metavar="SIGMA",
-        help="keep the background but blur it by SIGMA pixels (default when given: 15)",
-    )
+def add_photo_options(parser: argparse.ArgumentParser, video: bool = False) -> None:
+    """The mask post-processing and background flags of photos, or (``video``) of video and live: no crop,
+    and a video may be a background."""
+    from personseg.inference.options import Background, RemoveOptions
 
-
-def add_crop_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--crop", action="store_true", help="crop the outputs to the people's bounding box")
-    parser.add_argument(
-        "--crop-margin",
-        type=float,
-        default=0.05,
-        metavar="FRACTION",
-        help="margin around --crop, as a fraction of the box size (default: 0.05)",
-    )
+    add_spec_options(parser, RemoveOptions, "mask post-processing", exclude=("crop", "crop_margin") if video else ())
+    add_spec_options(parser, Background, "background replacement (one of)", () if video else ("video",), exclusive=True)
 
 
 def remove_options_from_args(args: argparse.Namespace):
-    """The :class:`~personseg.inference.remove.RemoveOptions` the options above describe."""
-    from personseg.inference.remove import RemoveOptions
+    """The :class:`~personseg.inference.options.RemoveOptions` the flags describe."""
+    from personseg.inference.options import RemoveOptions
 
-    return RemoveOptions(
-        soft=not args.hard,
-        edge_cutoff=args.edge_cutoff,
-        threshold=args.threshold,
-        keep_largest=args.keep_largest,
-        fill_holes=args.fill_holes,
-        feather=args.feather,
-        matting=args.matting,
-        foreground=args.foreground,
-        crop=getattr(args, "crop", False),
-        crop_margin=getattr(args, "crop_margin", 0.05),
-        subject=args.subject,
-    )
+    return spec_from_args(RemoveOptions, args)
+
+
+def background_from_args(args: argparse.Namespace, default=None):
+    """The :class:`~personseg.inference.options.Background` the ``--bg-*`` flags describe (``default`` if none)."""
+    from personseg.inference.options import Background
+
+    background = spec_from_args(Background, args)
+    return background if background.kind is not None or default is None else default
 
 
 def load_model_from_args(args: argparse.Namespace):

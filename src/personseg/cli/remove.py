@@ -60,9 +60,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
     options.add_threads_option(parser)
     options.add_max_pixels_option(parser)
     options.add_max_memory_option(parser)
-    options.add_postprocess_options(parser)
-    options.add_background_options(parser)
-    options.add_crop_options(parser)
+    options.add_photo_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -186,10 +184,9 @@ def collect_inputs(specs: list[str], recursive: bool, exclude: Path | None = Non
     return jobs, problems
 
 
-def output_paths(job: Job, kinds: list[str], folder: Path, bgcolor: tuple[int, ...] | None) -> dict[str, Path]:
-    """Where each output kind of ``job`` is written."""
+def output_paths(job: Job, kinds: list[str], folder: Path, see_through: bool = False) -> dict[str, Path]:
+    """Where each output kind of ``job`` is written (``see_through``: the new background keeps an alpha)."""
     photo_ext = ".jpg" if str(job.source).lower().endswith((".jpg", ".jpeg")) else ".png"
-    see_through = bgcolor is not None and len(bgcolor) == 4 and bgcolor[3] < 255
     ext = {
         "original": photo_ext,
         "mask": ".png",
@@ -200,16 +197,12 @@ def output_paths(job: Job, kinds: list[str], folder: Path, bgcolor: tuple[int, .
     return {k: folder / job.stem.parent / f"{job.stem.name}_{k}{ext[k]}" for k in kinds}
 
 
-def _replacing(args: argparse.Namespace) -> bool:
-    return args.bg_color is not None or args.bg_image is not None or args.bg_blur is not None
-
-
-def render_all(seg, kinds, args: argparse.Namespace, bg_image) -> dict:
-    """The uint8 array of each output kind. With a ``--bg-*`` option the comparison shows the new background
-    (the replaced image, made once for both)."""
+def render_all(seg, kinds, background) -> dict:
+    """The uint8 array of each output kind. With a new ``background`` the comparison shows it (the replaced
+    image, made once for both)."""
     replaced = None
-    if _replacing(args) and {"comparison", "replaced"} & set(kinds):
-        replaced = seg.replaced(bgcolor=args.bg_color, bg_image=bg_image, bg_blur=args.bg_blur)
+    if background.kind is not None and {"comparison", "replaced"} & set(kinds):
+        replaced = seg.replaced(background)
     makers = {
         "original": lambda: seg.image,
         "mask": seg.mask,
@@ -230,8 +223,7 @@ def _fail(message: object) -> int:
     return 2
 
 
-def _requested_kinds(args: argparse.Namespace, to_stdout: bool) -> list[str]:
-    replacing = _replacing(args)
+def _requested_kinds(args: argparse.Namespace, to_stdout: bool, replacing: bool) -> list[str]:
     if args.outputs is None:
         if to_stdout:
             return ["replaced" if replacing else "cutout"]
@@ -262,15 +254,16 @@ IMAGE_ERRORS = (OSError, ValueError, RuntimeError, MemoryError, ImportError)
 
 
 def run(args: argparse.Namespace) -> int:
-    from personseg.inference.io import atomic_write_files, read_image
+    from personseg.inference.io import atomic_write_files
 
     specs = list(args.image) + list(args.inputs)
     if not specs:
         return _fail("no input: give image files, folders, globs or - for stdin")
     to_stdout = args.output == STDIN
     try:
-        kinds = _requested_kinds(args, to_stdout)
         remove_options = options.remove_options_from_args(args)
+        background = options.background_from_args(args)
+        kinds = _requested_kinds(args, to_stdout, background.kind is not None)
     except ValueError as exc:
         return _fail(exc)
     if specs.count(STDIN) > 1:
@@ -288,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if folder is not None:
             _check_output_folder(folder)
-        bg_image = read_image(args.bg_image, args.max_pixels, max_memory=args.max_memory).rgb if args.bg_image else None
+        background = background.loaded(args.max_pixels, args.max_memory)  # read once for the whole batch
         model = options.load_model_from_args(args)
     except (OSError, ValueError, KeyError, ImportError) as exc:
         return _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
@@ -302,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
         seg = segment(
             source, model, remove_options, max_pixels=args.max_pixels, name=job.name, max_memory=args.max_memory
         )
-        images = render_all(seg, extensions, args, bg_image)
+        images = render_all(seg, extensions, background)
         return {kind: encode_image(images[kind], ext) for kind, ext in extensions.items()}
 
     if to_stdout:
@@ -321,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
     done = skipped = 0
     failures = list(problems)
     for job in _progress(jobs, args.quiet):
-        targets = output_paths(job, kinds, folder, args.bg_color)
+        targets = output_paths(job, kinds, folder, background.see_through)
         if args.skip_existing and job.source != STDIN and all(p.exists() for p in targets.values()):
             skipped += 1
             continue

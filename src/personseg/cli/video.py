@@ -26,121 +26,48 @@ DESCRIPTION = (
 )
 
 
-def add_bg_video_option(parser: argparse.ArgumentParser) -> None:
-    """``--bg-video``: shareable with any command that composites video (``live`` uses it too)."""
-    parser.add_argument(
-        "--bg-video",
-        default=None,
-        metavar="PATH",
-        help="put the person on another video (scaled to cover, looped to length); excludes the other --bg-*",
-    )
-
-
-def add_smoothing_options(parser: argparse.ArgumentParser) -> None:
-    """``--smooth`` / ``--no-smooth`` / ``--stabilizer``: temporal stabilisation, shared by ``video`` and ``live``."""
-    from personseg.video.stabilize import DEFAULT_STRENGTH, STABILIZERS
-
-    group = parser.add_argument_group("temporal smoothing")
-    group.add_argument(
-        "--smooth",
-        type=float,
-        default=DEFAULT_STRENGTH,
-        metavar="STRENGTH",
-        help=f"how much still parts of the mask follow the previous frames, in [0, 1); moving parts always "
-        f"follow the current frame (default: {DEFAULT_STRENGTH})",
-    )
-    group.add_argument("--no-smooth", action="store_true", help="no temporal smoothing (each frame on its own)")
-    group.add_argument(
-        "--stabilizer",
-        choices=STABILIZERS,
-        default=STABILIZERS[0],
-        help="flow: the previous mask is first moved along the optical flow, so a panning camera or a moving "
-        "person neither lags nor flickers (under 1 ms more per frame); plain: blend in place where the frame did not "
-        "change (default: %(default)s)",
-    )
+#: VideoOptions' flags that ``live`` takes too (the rest are about files: batch, output kind, audio ...).
+SMOOTHING = ("smooth", "smooth_strength", "stabilizer")
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
-    from personseg.video.writer import OUTPUT_KINDS
+    from personseg.video import VideoOptions
 
     parser = sub.add_parser(name, help=help_text, description=DESCRIPTION)
     parser.add_argument("input", metavar="IN", help="video file, or image-sequence glob / printf pattern")
     parser.add_argument("output", metavar="OUT", help="output file, or folder for --output-kind png-seq")
-    parser.add_argument(
-        "--output-kind",
-        choices=OUTPUT_KINDS,
-        default=None,
-        help="composite (H.264 over a background), webm-alpha (VP9 with alpha), prores (ProRes 4444 with "
-        "alpha, .mov), mask (grey H.264), png-seq (RGBA PNGs in a folder); default: from OUT's extension",
-    )
-    parser.add_argument("--batch", type=int, default=4, metavar="N", help="frames per network call (default: 4)")
-    parser.add_argument(
-        "--internal-size",
-        type=int,
-        default=0,
-        metavar="PX",
-        help="downscale frames to this longest side before the network (edges are still refined at full "
-        "resolution); 0: no (default)",
-    )
-    parser.add_argument("--quality", type=int, default=None, metavar="CRF", help="encoder CRF (lower is better)")
-    parser.add_argument("--no-audio", action="store_true", help="do not carry the input's audio over")
-    parser.add_argument("--fps", type=float, default=25.0, help="frame rate of an image-sequence input (default: 25)")
-    parser.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0: all)")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite OUT if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    options.add_spec_options(parser, VideoOptions, "video", exclude=SMOOTHING)
     add_frame_options(parser)
     parser.set_defaults(func=run)
 
 
 def add_frame_options(parser: argparse.ArgumentParser) -> None:
     """What happens to each frame (model, smoothing, post-processing, background): shared by video and live."""
-    add_smoothing_options(parser)
+    from personseg.video import VideoOptions
+
+    options.add_spec_options(parser, VideoOptions, "temporal smoothing", only=SMOOTHING)
     options.add_model_option(parser)
     options.add_provider_option(parser)
     options.add_device_option(parser)
     options.add_threads_option(parser)
-    options.add_postprocess_options(parser)
-    options.add_background_options(parser)
-    add_bg_video_option(parser)
+    options.add_photo_options(parser, video=True)
 
 
-def video_options_from_args(args: argparse.Namespace):
+def video_options_from_args(args: argparse.Namespace, default_background=None):
     """The :class:`~personseg.video.VideoOptions` the parsed arguments describe (ValueError names the flag).
 
-    Flags a command does not define (``live`` has no --batch or --output-kind) take their defaults.
+    Flags a command does not define (``live`` has no --batch or --output-kind) take their defaults;
+    ``default_background`` is used when no ``--bg-*`` flag is given.
     """
     from personseg.video import VideoOptions
 
-    def arg(name: str, default=None):
-        return getattr(args, name, default)
-
-    given = [f for f in ("bg_color", "bg_image", "bg_blur", "bg_video") if arg(f) is not None]
-    if len(given) > 1:
-        raise ValueError(f"choose one background: {', '.join('--' + g.replace('_', '-') for g in given)}")
-    if not args.no_smooth and not 0.0 <= args.smooth < 1.0:
-        raise ValueError(f"--smooth must be in [0, 1) (or --no-smooth), got {args.smooth}")
-    checks = (("batch", 1, 4), ("internal_size", 0, 0), ("max_frames", 0, 0))
-    for name, low, default in checks:
-        if arg(name, default) < low:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {arg(name)}")
-    if arg("fps", 25.0) <= 0:
-        raise ValueError(f"--fps must be > 0, got {arg('fps')}")
-    return VideoOptions(
-        output_kind=arg("output_kind"),
-        background_color=arg("bg_color"),
-        background_image=arg("bg_image"),
-        background_blur=arg("bg_blur"),
-        background_video=arg("bg_video"),
-        smooth=not args.no_smooth and args.smooth > 0,
-        smooth_strength=0.0 if args.no_smooth else args.smooth,
-        stabilizer=args.stabilizer,
-        batch_size=arg("batch", 4),
-        internal_size=arg("internal_size", 0),
+    return options.spec_from_args(
+        VideoOptions,
+        args,
+        background=options.background_from_args(args, default_background),
         remove=options.remove_options_from_args(args),
-        audio=not arg("no_audio", False),
-        quality=arg("quality"),
-        sequence_fps=arg("fps", 25.0),
-        max_frames=arg("max_frames", 0),
     )
 
 

@@ -6,6 +6,7 @@ uint8 arrays (RGB, RGBA or gray); nothing here reads or writes files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import cv2
@@ -68,20 +69,37 @@ def _over(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> 
     return np.dstack([(rgb + 0.5).astype(np.uint8), alpha_to_uint8(out_a[..., 0])])
 
 
+#: CSS ``rgb()`` / ``rgba()`` as browsers (and Gradio's colour picker) write them: numbers may have decimals and
+#: the alpha is a fraction 0..1 (``rgba(255, 128, 0, 0.5)``); Pillow reads only whole numbers and alpha 0..255.
+_CSS_RGB = re.compile(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*(?:,\s*([\d.]+)\s*)?\)")
+
+
 def parse_color(color: str | Sequence[int]) -> tuple[int, ...]:
     """A colour as a 3-tuple (RGB) or 4-tuple (RGBA) of 0..255.
 
-    Accepts ``(R, G, B[, A])``, the text ``R,G,B[,A]``, ``#RRGGBB[AA]``, ``rgb(...)`` / ``hsl(...)`` or a CSS colour
-    name such as ``red`` (``PIL.ImageColor``). ValueError says which forms work.
+    Accepts ``(R, G, B[, A])``, the text ``R,G,B[,A]`` (0..255), ``#RRGGBB[AA]`` / ``#RGB``, a CSS colour name such
+    as ``red``, ``hsl(...)`` (``PIL.ImageColor``) and CSS ``rgb(r, g, b)`` / ``rgba(r, g, b, a)`` whose alpha is a
+    fraction (``1`` is opaque) as browsers write it. ValueError says which forms work.
     """
     if isinstance(color, str):
-        parts = [p for p in color.replace(" ", "").split(",") if p]
+        text = color.strip().lower()
+        parts = [p for p in text.replace(" ", "").split(",") if p]
+        css = _CSS_RGB.fullmatch(text)
         try:
-            numbers = len(parts) in (3, 4) and all(p.lstrip("+-").isdigit() for p in parts)
-            values = tuple(int(p) for p in parts) if numbers else ImageColor.getrgb(color.strip())
+            if len(parts) in (3, 4) and all(p.lstrip("+-").isdigit() for p in parts):
+                values = tuple(int(p) for p in parts)
+            elif css:
+                rgb = [round(float(v)) for v in css.groups()[:3]]
+                alpha = css.group(4)
+                values = tuple(rgb) + (() if alpha is None else (round(float(alpha) * 255),))
+                if len(values) == 4 and float(alpha) > 1:
+                    raise ValueError
+            else:
+                values = ImageColor.getrgb(text)
         except ValueError:
             raise ValueError(
-                f"{color!r} is not a colour: use R,G,B or R,G,B,A (0-255), #RRGGBB[AA] or a name like white"
+                f"{color!r} is not a colour: use R,G,B or R,G,B,A (0-255), #RRGGBB[AA], rgb()/rgba() "
+                "or a name like white"
             ) from None
     else:
         try:

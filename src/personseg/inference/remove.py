@@ -8,7 +8,6 @@ methods render the mask, the cut-out, a replaced background and the comparison s
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,67 +21,12 @@ from personseg.inference import compose, refine
 from personseg.inference.api import Segmenter, load_model
 from personseg.inference.budget import DEFAULT_MAX_MEMORY
 from personseg.inference.io import DEFAULT_MAX_PIXELS, ImageSource, LoadedImage, encode_image, read_image
-from personseg.inference.subject import SubjectTracker, check_subject, main_subject
+from personseg.inference.options import Background, RemoveOptions
+from personseg.inference.subject import SubjectTracker, main_subject
+
+__all__ = ["Background", "RemoveOptions", "Segmentation", "postprocess", "remove_background", "segment"]
 
 log = logging.getLogger(__name__)
-
-FOREGROUND_METHODS = ("blur", "ml", "none")
-
-
-@dataclass
-class RemoveOptions:
-    """How the network's probability becomes the final alpha. Field names match ``remove_background``'s kwargs."""
-
-    soft: bool = True
-    """Soft alpha (anti-aliased edges, hair); ``False`` gives a hard 0/1 mask at ``threshold``."""
-    edge_cutoff: float = 0.1
-    """Soft alpha below this becomes 0 and above ``1 - edge_cutoff`` becomes 1 (see ``refine.tighten``)."""
-    threshold: float | None = None
-    """Person / background cut for hard masks, components, holes and crop (default: the model's own)."""
-    keep_largest: int = 0
-    """Keep only the k largest people (connected regions); 0 keeps all."""
-    fill_holes: float = 0.0
-    """Fill holes smaller than this fraction of the image area (0: off; 0.01 = 1%)."""
-    feather: float = 0.0
-    """Blur the edge with a Gaussian of this many pixels (0: off)."""
-    matting: bool = False
-    """Closed-form alpha matting around the boundary for hair (needs ``personseg[matting]``)."""
-    foreground: str = "blur"
-    """Foreground colour estimation for cut-outs: ``blur`` (fast), ``ml`` (pymatting) or ``none``."""
-    crop: bool = False
-    """Crop every output to the people's bounding box."""
-    crop_margin: float = 0.05
-    """Margin around the crop, as a fraction of the box's height / width."""
-    subject: str = "all"
-    """``all`` the people, or only the ``main`` one and whoever touches them, dropping bystanders and audiences
-    (the rule: :mod:`personseg.inference.subject`)."""
-
-    def __post_init__(self) -> None:
-        for field in ("edge_cutoff", "threshold", "fill_holes", "feather", "crop_margin"):
-            value = getattr(self, field)
-            if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
-                raise ValueError(f"{field} must be a finite number, got {value!r}")
-        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
-        if not 0.0 <= self.edge_cutoff < 0.5:
-            raise ValueError(f"edge_cutoff must be in [0, 0.5), got {self.edge_cutoff}")
-        if self.keep_largest < 0:
-            raise ValueError(f"keep_largest must be >= 0 (0 keeps all), got {self.keep_largest}")
-        if not 0.0 <= self.fill_holes <= 1.0:
-            raise ValueError(f"fill_holes is a fraction of the image area in [0, 1], got {self.fill_holes}")
-        if self.feather < 0:
-            raise ValueError(f"feather must be >= 0 pixels, got {self.feather}")
-        if self.crop_margin < 0:
-            raise ValueError(f"crop_margin must be >= 0, got {self.crop_margin}")
-        if self.foreground not in FOREGROUND_METHODS:
-            raise ValueError(f"foreground={self.foreground!r}: use one of {', '.join(FOREGROUND_METHODS)}")
-        check_subject(self.subject, "subject")
-        if self.matting and not self.soft:
-            raise ValueError("matting produces a soft alpha: it cannot be combined with a hard mask (soft=False)")
-
-    def threshold_for(self, model: Segmenter) -> float:
-        """The person / background cut: this option's, else the one in ``model``'s metadata."""
-        return self.threshold if self.threshold is not None else float(model.threshold)
 
 
 def postprocess(
@@ -143,27 +87,9 @@ class Segmentation:
         """H x W x 4 RGBA: the person on transparency (computed once; the comparison reuses it)."""
         return self._cutout
 
-    def replaced(
-        self,
-        bgcolor: str | Sequence[int] | None = None,
-        bg_image: ImageSource | None = None,
-        bg_blur: float | None = None,
-    ) -> np.ndarray:
-        """The person over a colour, an image (scaled to cover) or their own blurred background (one of them).
-
-        ``bgcolor``: ``(R, G, B[, A])`` or text such as ``"red"``, ``"#ff000080"``, ``"0,128,255"``.
-        """
-        h, w = self.alpha.shape
-        if sum(x is not None for x in (bgcolor, bg_image, bg_blur)) != 1:
-            raise ValueError("give exactly one of bgcolor, bg_image, bg_blur")
-        if bgcolor is not None:
-            background = compose.color_background(h, w, bgcolor)
-        elif bg_image is not None:
-            bg = read_image(bg_image, name="background", max_memory=self.max_memory).rgb
-            background = compose.cover(bg, h, w)
-        else:
-            background = compose.blurred_background(self.image, self.alpha, float(bg_blur))
-        return compose.over(self.foreground, self.alpha, background)
+    def replaced(self, background: Background) -> np.ndarray:
+        """The person over ``background``'s colour, image (scaled to cover) or their own blurred background."""
+        return compose.over(self.foreground, self.alpha, background.canvas(self.image, self.alpha, self.max_memory))
 
     def comparison(self, result: np.ndarray | None = None) -> np.ndarray:
         """Original | mask | result (see :func:`compose.comparison`).
@@ -238,13 +164,13 @@ def remove_background(
             f"remove_background got unknown option(s) {', '.join(sorted(unknown))}; "
             f"valid: {', '.join(RemoveOptions.__dataclass_fields__)}"
         )
-    if bgcolor is not None:
-        bgcolor = compose.parse_color(bgcolor)  # a bad colour fails before any work
+    # Both are checked (a bad colour, two backgrounds) before any work.
+    background = Background(color=bgcolor, image=bg_image, blur=bg_blur)
     seg = segment(image, model, RemoveOptions(**options), max_pixels=max_pixels, max_memory=max_memory)
     if only_mask:
         result = seg.mask()
-    elif bgcolor is not None or bg_image is not None or bg_blur is not None:
-        result = seg.replaced(bgcolor=bgcolor, bg_image=bg_image, bg_blur=bg_blur)
+    elif background.kind is not None:
+        result = seg.replaced(background)
         if result.shape[2] == 3:  # rembg's convention: the result is always RGBA
             result = np.dstack([result, np.full(result.shape[:2], 255, np.uint8)])
     else:

@@ -32,16 +32,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from personseg import __version__
 from personseg.inference import registry
 from personseg.inference.api import Segmenter
+from personseg.inference.compose import parse_color
 from personseg.inference.io import DEFAULT_MAX_PIXELS, ImageReadError, ImageTooLargeError
 from personseg.serve.codec import MEDIA_TYPES, check_combination, probe_image, read_upload, render
 from personseg.serve.docs import mount_docs
 from personseg.serve.middleware import ApiKeyMiddleware, BodyLimitMiddleware, UploadBudget
-from personseg.serve.options import MaskQuery, RemoveQuery, parse_color
+from personseg.serve.options import MaskQuery, RemoveQuery
 from personseg.serve.pool import InferencePool, ModelPool
 
 log = logging.getLogger(__name__)
 
-# parse_color lives in options.py; it stays importable from here, where callers and tests have always found it.
+# parse_color (personseg.inference.compose) stays importable from here, where callers have always found it.
 __all__ = ["API_KEY_ENV", "DEFAULT_MAX_MEMORY", "DEFAULT_MAX_UPLOAD_BYTES", "create_app", "parse_color"]
 
 API_KEY_ENV = "PERSONSEG_API_KEY"

@@ -16,7 +16,8 @@ import numpy as np
 from fastapi import HTTPException, Request
 from PIL import Image
 
-from personseg.inference.io import ImageTooLargeError, check_budget, check_encodable, encode_image, read_image
+from personseg.inference.io import ImageTooLargeError, check_budget, check_encodable, encode_image
+from personseg.inference.options import Background
 from personseg.inference.remove import segment
 from personseg.serve.options import MaskQuery, RemoveQuery
 from personseg.serve.pool import ModelPool
@@ -107,32 +108,25 @@ def render(
 ) -> bytes:
     """Segment ``data`` and encode what ``query`` asks for (a model's first use loads it, here in the worker)."""
     model = models.get(query.model)
+    seg = segment(data, model, query.remove_options(), max_pixels=max_pixels, name="upload", max_memory=max_memory)
     if not isinstance(query, RemoveQuery):  # /v1/mask
-        seg = segment(data, model, query.remove_options(), max_pixels=max_pixels, name="upload", max_memory=max_memory)
         return encode(seg.mask(), "png")
-    bg_image = None
-    if background:
-        bg_image = read_image(background, max_pixels=max_pixels, name="background", max_memory=max_memory).rgb
-    options = query.remove_options(query.foreground)
-    seg = segment(data, model, options, max_pixels=max_pixels, name="upload", max_memory=max_memory)
     if query.mask_only:
         return encode(seg.mask(), query.format)
-    bgcolor = query.color
-    if query.format == "jpg" and bgcolor is None and bg_image is None and query.bg_blur is None:
-        bgcolor = (255, 255, 255)  # JPEG has no alpha: white unless asked otherwise
-    if bgcolor is not None or bg_image is not None or query.bg_blur is not None:
-        return encode(seg.replaced(bgcolor=bgcolor, bg_image=bg_image, bg_blur=query.bg_blur), query.format)
-    return encode(seg.cutout(), query.format)
+    new = query.background(background).loaded(max_pixels, max_memory)
+    if query.format == "jpg" and new.kind is None:
+        new = Background(color=(255, 255, 255))  # JPEG has no alpha: white unless asked otherwise
+    return encode(seg.replaced(new) if new.kind is not None else seg.cutout(), query.format)
 
 
 def check_combination(query: MaskQuery, background: bytes | None) -> None:
-    """400 for options ``render`` cannot honour together: two backgrounds, or a see-through colour in a JPEG."""
+    """400 for options ``render`` cannot honour together (two backgrounds, a see-through colour in a JPEG),
+    before the request takes a worker."""
     if not isinstance(query, RemoveQuery):
         return
-    colour = ("bg_color", query.bg_color or query.bgcolor)
-    given = [n for n, v in (colour, ("bg_blur", query.bg_blur), ("background", background)) if v]
-    if len(given) > 1:
-        raise HTTPException(400, f"give one background, not {' and '.join(given)}")
-    color = query.color
-    if query.format == "jpg" and color is not None and len(color) == 4 and color[3] < 255:
+    try:
+        new = query.background(background)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    if query.format == "jpg" and new.see_through:
         raise HTTPException(400, "format=jpg cannot hold a see-through bg_color: use png or webp")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -21,17 +20,18 @@ from typing import Any
 import numpy as np
 
 from personseg.inference.io import DEFAULT_MAX_PIXELS, encode_image, read_image
-from personseg.inference.remove import RemoveOptions, segment
-from personseg.inference.subject import SUBJECT_MODES
+from personseg.inference.options import Background, OptionField, RemoveOptions, option_fields
+from personseg.inference.remove import segment
 from personseg.serve.pool import ModelPool
 
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EXAMPLES = [str(ASSETS / name) for name in ("astronaut.png", "grace_hopper.jpg")]
-BACKGROUNDS = ("transparent", "colour", "image", "blur")
-#: The "People" choice: (label, ``RemoveOptions.subject``) for each mode the library has.
-PEOPLE = tuple(({"main": "main subject only"}.get(mode, mode), mode) for mode in SUBJECT_MODES)
+#: The options the page offers, as (options class, field), from the fields whose Spec has a ``ui`` label.
+UI_FIELDS = [(cls, f) for cls in (RemoveOptions, Background) for f in option_fields(cls) if f.spec.ui is not None]
+#: The "New background" choice: (label, Background field) for each background the page offers.
+BACKGROUNDS = (("transparent", "none"),) + tuple((f.spec.ui, f.name) for cls, f in UI_FIELDS if cls is Background)
 UI_PATH = "/ui"
 
 #: The result over a grey-and-white checkerboard: transparent pixels show it, opaque ones hide it.
@@ -42,58 +42,57 @@ CSS = """
 """
 
 
-def parse_ui_color(value: str | None) -> tuple[int, int, int]:
-    """Gradio's colour picker gives ``#rrggbb``, ``#rgb`` or ``rgb(a)(r, g, b[, a])`` depending on the version."""
-    value = (value or "").strip()
-    if re.fullmatch(r"#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?", value):
-        return tuple(int(value[i : i + 2], 16) for i in (1, 3, 5))
-    if re.fullmatch(r"#[0-9a-fA-F]{3}", value):
-        return tuple(int(c * 2, 16) for c in value[1:])
-    numbers = re.findall(r"[\d.]+", value)
-    if value.startswith("rgb") and len(numbers) >= 3:
-        return tuple(min(255, round(float(n))) for n in numbers[:3])
-    raise ValueError(f"not a colour: {value!r}")
+def _control(gr: Any, field: OptionField, value: Any = None) -> Any:
+    """The Gradio component for one option field (its label, range and choices from its Spec)."""
+    spec = field.spec
+    value = field.default if value is None else value
+    if spec.ui_widget == "color":
+        return gr.ColorPicker(value=value or "#ffffff", label=f"Colour (for '{spec.ui}')")
+    if spec.ui_widget == "image":
+        return gr.Image(label=f"Image (for '{spec.ui}')", sources=["upload"], type="numpy")
+    if field.kind is bool:
+        return gr.Checkbox(value=value, label=spec.ui)
+    if spec.choices is not None:
+        labels = spec.ui_labels or {}
+        return gr.Radio([(labels.get(c, c), c) for c in spec.choices], value=value, label=spec.ui)
+    if spec.ui_range is not None:
+        low, high, step = spec.ui_range
+        label = spec.ui if field.spec.ui_panel != "background" else f"{spec.ui.capitalize()} in pixels"
+        return gr.Slider(low, high, value=value if value is not None else (low + high) / 2, step=step, label=label)
+    raise TypeError(f"no UI control for option {field.name}")
 
 
 class UiRunner:
-    """What a new photo or a click does: segment, compose, write the PNG to download."""
+    """What a new photo or a click does: segment, compose, write the PNG to download.
+
+    Gradio passes the page's inputs in order: the photo, the model, the background choice, then one value per
+    :data:`UI_FIELDS`; :meth:`run` takes the same by name.
+    """
 
     def __init__(self, models: ModelPool, max_pixels: int | None) -> None:
         self.models = models
         self.max_pixels = max_pixels
         self.out_dir = Path(tempfile.mkdtemp(prefix="personseg-ui-"))
 
-    def __call__(
-        self,
-        image: np.ndarray | None,
-        background: str,
-        color: str | None,
-        bg_image: np.ndarray | None,
-        blur: float,
-        threshold: float,
-        soft: bool,
-        model_name: str,
-        subject: str = "all",
+    def run(
+        self, photo: np.ndarray | None, model: str | None = None, background: str = "none", **values: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-        """Original, mask, result and the path of the result's PNG."""
+        """Original, mask, result and the path of the result's PNG. ``background``: ``none`` or a Background
+        field; ``values``: RemoveOptions and Background fields (only the chosen background's is used)."""
         import gradio as gr
 
-        if image is None:
+        if photo is None:
             raise gr.Error("Upload a photo (or take one with the webcam) first.")
+        mask_fields = {f.name for cls, f in UI_FIELDS if cls is RemoveOptions}
         try:
-            model = self.models.get(model_name)
-            options = RemoveOptions(soft=soft, threshold=threshold, subject=subject)
-            seg = segment(read_image(image).rgb, model, options, max_pixels=self.max_pixels, name="upload")
-            if background == "colour":
-                result = seg.replaced(bgcolor=parse_ui_color(color))
-            elif background == "image":
-                if bg_image is None:
-                    raise ValueError("choose a background image (in the Background panel), or another background")
-                result = seg.replaced(bg_image=read_image(bg_image).rgb)
-            elif background == "blur":
-                result = seg.replaced(bg_blur=float(blur))
-            else:
-                result = seg.cutout()
+            options = RemoveOptions(**{k: v for k, v in values.items() if k in mask_fields})
+            chosen = values.get(background) if background != "none" else None
+            if background != "none" and chosen is None:
+                raise ValueError(f"choose a background {background} (in the Background panel), or another background")
+            new = Background(**({background: chosen} if chosen is not None else {}))
+            model = self.models.get(model)
+            seg = segment(read_image(photo).rgb, model, options, max_pixels=self.max_pixels, name="upload")
+            result = seg.replaced(new) if new.kind is not None else seg.cutout()
         except (ValueError, OSError) as exc:
             raise gr.Error(" ".join(str(exc).split())) from None
         self._forget_old_results()
@@ -102,20 +101,27 @@ class UiRunner:
             f.write(encode_image(result, ".png"))
         return seg.image, seg.mask(), result, path
 
+    __call__ = run
+
+    def _by_name(self, inputs: tuple[Any, ...]) -> dict[str, Any]:
+        photo, model, background, *values = inputs
+        named = {f.name: v for (_, f), v in zip(UI_FIELDS, values, strict=True)}
+        return {"photo": photo, "model": model, "background": background, **named}
+
     def on_click(self, *inputs: Any) -> tuple[Any, ...]:
         """The button: run, and enable the download button on the new PNG."""
         import gradio as gr
 
-        original, mask, result, path = self(*inputs)
+        original, mask, result, path = self.run(**self._by_name(inputs))
         return original, mask, result, gr.DownloadButton(value=path, interactive=True)
 
-    def on_new_photo(self, image: np.ndarray | None, *options: Any) -> tuple[Any, ...]:
+    def on_new_photo(self, *inputs: Any) -> tuple[Any, ...]:
         """A photo arrived: run at once. The photo was removed: clear the results (no error)."""
         import gradio as gr
 
-        if image is None:
+        if inputs[0] is None:
             return None, None, None, gr.DownloadButton(value=None, interactive=False)
-        return self.on_click(image, *options)
+        return self.on_click(*inputs)
 
     def _forget_old_results(self, max_age_s: float = 600.0) -> None:
         """Delete result PNGs older than ``max_age_s`` (Gradio has copied them to its own cache by then)."""
@@ -158,18 +164,21 @@ def build_ui(
                 image = gr.Image(
                     label="Photo", sources=["upload", "webcam", "clipboard"], type="numpy", elem_id="input-image"
                 )
-                subject = gr.Radio(list(PEOPLE), value="all", label="People", elem_id="people")
+                controls = {}
+                for _, field in UI_FIELDS:
+                    if field.spec.ui_panel == "main":
+                        controls[field.name] = _control(gr, field)
                 with gr.Accordion("Background: transparent, colour, image or blur", open=False, elem_id="background"):
-                    background = gr.Radio(list(BACKGROUNDS), value="transparent", label="New background")
-                    color = gr.ColorPicker(value="#ffffff", label="Colour (for 'colour')")
-                    bg_image = gr.Image(label="Image (for 'image')", sources=["upload"], type="numpy")
-                    blur = gr.Slider(1, 60, value=15, step=1, label="Blur in pixels (for 'blur')")
+                    background = gr.Radio(list(BACKGROUNDS), value="none", label="New background")
+                    for _, field in UI_FIELDS:
+                        if field.spec.ui_panel == "background":
+                            controls[field.name] = _control(gr, field)
                 with gr.Accordion("Mask: model, threshold, edges", open=False, elem_id="mask-options"):
                     model_choice = gr.Dropdown(names, value=models.default_name, label="Model")
-                    threshold_slider = gr.Slider(
-                        0.05, 0.95, value=threshold, step=0.05, label="Threshold (person/background cut, hard edges)"
-                    )
-                    soft = gr.Checkbox(value=True, label="Soft edges (hair, anti-aliasing)")
+                    for _, field in UI_FIELDS:
+                        if field.spec.ui_panel == "mask":
+                            start = threshold if field.name == "threshold" else None  # the model's own
+                            controls[field.name] = _control(gr, field, start)
                 button = gr.Button("Run again with these options", variant="primary", elem_id="run-button")
             with gr.Column(scale=2):
                 with gr.Row():
@@ -179,7 +188,7 @@ def build_ui(
                 download = gr.DownloadButton(
                     "Download PNG", interactive=False, variant="primary", elem_id="download-png"
                 )
-        inputs = [image, background, color, bg_image, blur, threshold_slider, soft, model_choice, subject]
+        inputs = [image, model_choice, background] + [controls[f.name] for _, f in UI_FIELDS]
         outputs = [original, mask, result, download]
         # change, not upload: the webcam, the clipboard and the samples set the photo too.
         image.change(run.on_new_photo, inputs=inputs, outputs=outputs, api_visibility="private")

@@ -145,7 +145,7 @@ def build_loaders(
 
 
 def build_model(cfg: TrainConfig) -> SegmentationModel:
-    return create_model(cfg.model, **cfg.model_kwargs())
+    return create_model(cfg.arch, **cfg.model_kwargs())
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,11 @@ import yaml
 from personseg.data.patterns import KINDS as PATTERN_KINDS
 from personseg.data.patterns import check_kinds
 from personseg.data.split import check_patterns
+
+#: What ``arch`` was called before it was renamed: older YAML configs and checkpoints still say ``model:``.
+LEGACY_ARCH_KEY = "model"
+
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -32,7 +38,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 @dataclass
 class TrainConfig:
     # --- model
-    model: str = _f("unet", "architecture (see 'personseg models')")
+    arch: str = _f("unet", "architecture to train (see 'personseg models'); --model names a shipped model elsewhere")
     encoder: str | None = _f(None, "timm encoder for smp architectures, e.g. efficientnet_lite0")
     encoder_weights: str | None = _f(None, "encoder init: efficientnet_lite (offline ImageNet), imagenet, or none")
     base_channels: int | None = _f(None, "width of the hand-written unet (64 gives ~31M parameters)")
@@ -153,6 +159,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        values = dict(values)
+        if LEGACY_ARCH_KEY in values:  # configs and checkpoints written before the architecture was "arch"
+            if "arch" in values:
+                raise ValueError(f"{source}: give arch (the architecture), not both arch and {LEGACY_ARCH_KEY}")
+            values["arch"] = values.pop(LEGACY_ARCH_KEY)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -187,6 +198,8 @@ def _arg_type(tp: Any) -> Any:
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; defaults are SUPPRESSed so we can tell what the user actually gave."""
     parser.add_argument("--config", help="YAML file of train flags (flags on the command line win)")
+    # The earlier name of --arch, still read (with a warning); hidden so the help shows one name per concept.
+    parser.add_argument("--model", dest="legacy_model", default=None, help=argparse.SUPPRESS)
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -213,6 +226,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     base = TrainConfig.from_yaml(args.config).to_dict() if getattr(args, "config", None) else {}
+    if getattr(args, "legacy_model", None) is not None:
+        log.warning("train --model is now --arch (the architecture; --model names a shipped model elsewhere)")
+        base["arch"] = args.legacy_model
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     base.update({k: v for k, v in vars(args).items() if k in names})
     return TrainConfig.from_dict(base)

@@ -256,11 +256,11 @@ def _val_grid(model, val_loader, normalize, autocast, n: int) -> np.ndarray:
 
 
 def check_names(cfg: TrainConfig) -> None:
-    """Fail on an unknown --model or --loss before minutes go into loading datasets."""
+    """Fail on an unknown --arch or --loss before minutes go into loading datasets."""
     from personseg.models import list_architectures
 
-    if cfg.model not in list_architectures():
-        raise KeyError(f"--model {cfg.model!r}: unknown architecture; valid: {', '.join(list_architectures())}")
+    if cfg.arch not in list_architectures():
+        raise KeyError(f"--arch {cfg.arch!r}: unknown architecture; valid: {', '.join(list_architectures())}")
     get_loss(cfg.loss)
 
 
@@ -360,7 +360,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         ctx.clock = RunClock(len(train_loader), cfg.epochs - start_epoch + 1, device)
         log.info(
             "model %s: %.2fM parameters; %d train samples/epoch; val %s",
-            cfg.model,
+            cfg.arch,
             unwrap(model).get_num_params() / 1e6,
             len(train_set),
             {k: len(v) for k, v in val_sets.items()},

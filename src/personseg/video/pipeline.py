@@ -28,7 +28,8 @@ import cv2
 import numpy as np
 
 from personseg.inference import compose, refine
-from personseg.inference.remove import RemoveOptions, postprocess
+from personseg.inference.options import Background, RemoveOptions, check_options, option
+from personseg.inference.remove import postprocess
 from personseg.inference.subject import SubjectTracker
 from personseg.video.reader import VideoInfo, VideoReader, iter_looped
 from personseg.video.stabilize import DEFAULT_STRENGTH, STABILIZERS, FlowStabilizer, Stabilizer
@@ -42,74 +43,57 @@ DEFAULT_BACKGROUND = (0, 177, 64)
 
 @dataclass
 class VideoOptions:
-    """How a video is processed. Exactly one ``background_*`` may be set (composite output only)."""
+    """How a video is processed. The spec'd fields are ``personseg video``'s flags (``live`` takes the
+    smoothing ones); the background and the mask post-processing are the photo options."""
 
-    output_kind: str | None = None
-    """composite, webm-alpha, prores, mask or png-seq; ``None`` infers it from the output name."""
-    background_color: Sequence[int] | None = None
-    """R, G, B behind the person (composite; default: chroma green)."""
-    background_image: str | os.PathLike | None = None
-    """An image behind the person, scaled to cover the frame."""
-    background_blur: float | None = None
-    """Keep the scene but blur it by this many pixels (Gaussian sigma)."""
-    background_video: str | os.PathLike | None = None
-    """Another video behind the person, scaled to cover and looped to the input's length."""
-    smooth: bool = True
-    """Temporal stabilisation of the mask (see :class:`Stabilizer`)."""
-    smooth_strength: float = DEFAULT_STRENGTH
-    """How much the past counts in still regions, in [0, 1)."""
-    stabilizer: str = STABILIZERS[0]
-    """``flow`` (the past warped along optical flow first, :class:`FlowStabilizer`) or ``plain``
-    (:class:`Stabilizer`)."""
-    batch_size: int = 4
-    """Frames per network call."""
-    internal_size: int = 0
-    """Downscale frames to this longest side before the network and the motion gate (0: no); the mask's
-    edges are still refined against the full-resolution frame."""
+    output_kind: str | None = option(
+        None,
+        "composite (H.264 over a background), webm-alpha (VP9 with alpha), prores (ProRes 4444 with alpha, .mov), "
+        "mask (grey H.264), png-seq (RGBA PNGs in a folder); default: from OUT's extension",
+        choices=OUTPUT_KINDS,
+    )
+    smooth: bool = option(True, "no temporal smoothing (each frame on its own)", flag="--no-smooth", invert=True)
+    smooth_strength: float = option(
+        DEFAULT_STRENGTH,
+        "how much still parts of the mask follow the previous frames, in [0, 1); moving parts always follow the "
+        "current frame; 0 is --no-smooth",
+        flag="--smooth",
+        ge=0.0,
+        lt=1.0,
+        metavar="STRENGTH",
+    )
+    stabilizer: str = option(
+        STABILIZERS[0],
+        "flow: the previous mask is first moved along the optical flow, so a panning camera or a moving person "
+        "neither lags nor flickers (under 1 ms more per frame); plain: blend in place where the frame did not change",
+        choices=STABILIZERS,
+    )
+    batch_size: int = option(4, "frames per network call", flag="--batch", ge=1, le=256, metavar="N")
+    internal_size: int = option(
+        0,
+        "downscale frames to this longest side before the network and the motion gate (edges are still refined "
+        "at full resolution); 0: no",
+        ge=0,
+        metavar="PX",
+    )
+    background: Background = field(default_factory=Background)
+    """What goes behind the person in a composite (default: chroma green)."""
     remove: RemoveOptions = field(default_factory=RemoveOptions)
     """Mask post-processing, as for photos (crop is not available for video)."""
-    audio: bool = True
-    """Carry the input's audio over (copied when the container allows, else re-encoded)."""
-    quality: int | None = None
-    """Encoder CRF (H.264 default 18, VP9 default 30); lower is better and larger."""
-    sequence_fps: float = 25.0
-    """Frame rate of an image-sequence input."""
-    max_frames: int = 0
-    """Stop after this many frames (0: all)."""
-    queue_size: int = 8
-    """Frames buffered between two stages."""
+    audio: bool = option(True, "do not carry the input's audio over", flag="--no-audio", invert=True)
+    quality: int | None = option(
+        None, "encoder CRF, lower is better and larger (H.264 default 18, VP9 30)", ge=0, le=63, metavar="CRF"
+    )
+    sequence_fps: float = option(25.0, "frame rate of an image-sequence input", flag="--fps", gt=0.0, le=1000.0)
+    max_frames: int = option(0, "stop after N frames (0: all)", ge=0, metavar="N")
+    queue_size: int = option(8, "frames buffered between two stages", flag=None, ge=1)
 
     def __post_init__(self) -> None:
-        if self.output_kind is not None and self.output_kind not in OUTPUT_KINDS:
-            raise ValueError(f"output_kind {self.output_kind!r}: choose from {', '.join(OUTPUT_KINDS)}")
-        chosen = [
-            n
-            for n in ("background_color", "background_image", "background_blur", "background_video")
-            if getattr(self, n) is not None
-        ]
-        if len(chosen) > 1:
-            raise ValueError(f"give at most one background, got {', '.join(chosen)}")
-        if self.background_blur is not None and self.background_blur <= 0:
-            raise ValueError(f"background_blur must be > 0 pixels, got {self.background_blur}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.internal_size < 0:
-            raise ValueError(f"internal_size must be >= 0 (0: full size), got {self.internal_size}")
-        if not 0.0 <= self.smooth_strength < 1.0:
-            raise ValueError(f"smooth_strength must be in [0, 1), got {self.smooth_strength}")
-        if self.stabilizer not in STABILIZERS:
-            raise ValueError(f"stabilizer {self.stabilizer!r}: choose from {', '.join(STABILIZERS)}")
-        if self.max_frames < 0:
-            raise ValueError(f"max_frames must be >= 0 (0: all), got {self.max_frames}")
-        if self.queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
+        check_options(self)
 
     @property
     def has_background(self) -> bool:
-        return any(
-            x is not None
-            for x in (self.background_color, self.background_image, self.background_blur, self.background_video)
-        )
+        return self.background.kind is not None
 
 
 @dataclass
@@ -164,45 +148,40 @@ def process_video(
         from personseg.inference.api import load_model
 
         model = load_model(model)
-    background = Background(options, kind)
+    processor = FrameProcessor(model, options, kind)
     start = time.perf_counter()
     reader = VideoReader(source, sequence_fps=options.sequence_fps, max_frames=options.max_frames)
     try:
         info = reader.info
-        background.prepare(info.height, info.width)
+        processor.prepare(info.height, info.width)
         audio = source if options.audio and info.has_audio else None
         writer = VideoWriter(
             output, kind, info.width, info.height, info.fps, info.time_base, audio_from=audio, quality=options.quality
         )
-        written = _run(reader, writer, model, options, kind, background, progress)
+        written = _run(reader, writer, processor, progress)
     finally:
         reader.close()
-        background.close()
+        processor.close()
     expected = min(info.frame_count, options.max_frames or info.frame_count)
     if expected and writer.frames < expected - 1 and not info.is_sequence:
         log.warning("%s: decoded %d of ~%d frames; is the file truncated?", source, writer.frames, expected)
     return VideoResult(written, writer.frames, time.perf_counter() - start, info, kind)
 
 
-def _run(reader, writer, model, options, kind, background, progress) -> Path | None:
+def _run(reader, writer, processor: FrameProcessor, progress) -> Path | None:
     stop = threading.Event()
-    decoded: queue.Queue = queue.Queue(options.queue_size)
-    predicted: queue.Queue = queue.Queue(options.queue_size)
-    rendered: queue.Queue = queue.Queue(options.queue_size)
-    threshold = options.remove.threshold_for(model)
-    stabilizer = make_stabilizer(options)
-    subject = make_subject_tracker(options, threshold)
+    size = processor.options.queue_size
+    decoded: queue.Queue = queue.Queue(size)
+    predicted: queue.Queue = queue.Queue(size)
+    rendered: queue.Queue = queue.Queue(size)
 
     def render(frame, low, restarted) -> np.ndarray:
-        return finish_frame(frame.rgb, low, options, threshold, kind, background, subject, restarted)
+        return processor.finish(frame.rgb, low, restarted)
 
     threads = [
         threading.Thread(target=_decode_stage, args=(reader, decoded, stop), name="video-decode", daemon=True),
         threading.Thread(
-            target=_predict_stage,
-            args=(model, stabilizer, options, decoded, predicted, stop),
-            name="video-predict",
-            daemon=True,
+            target=_predict_stage, args=(processor, decoded, predicted, stop), name="video-predict", daemon=True
         ),
         threading.Thread(target=_map_stage, args=(render, predicted, rendered, stop), name="video-render", daemon=True),
     ]
@@ -273,22 +252,19 @@ def _decode_stage(reader: VideoReader, out: queue.Queue, stop: threading.Event) 
         _put(out, _Failure(exc), stop)
 
 
-def _predict_stage(model, stabilizer, options: VideoOptions, inp: queue.Queue, out: queue.Queue, stop) -> None:
+def _predict_stage(processor: FrameProcessor, inp: queue.Queue, out: queue.Queue, stop) -> None:
     try:
         done = False
         while not done and not stop.is_set():
             batch = []
-            while len(batch) < options.batch_size:
+            while len(batch) < processor.options.batch_size:
                 item = _get(inp, stop)
                 if item is _END or isinstance(item, _Failure):
                     done = True
                     break
                 batch.append(item)
             if batch:
-                small = [_downscale(f.rgb, options.internal_size) for f in batch]
-                lows = model.predict_lowres(small)
-                for frame, low, guide in zip(batch, lows, small, strict=True):
-                    low, restarted = stabilize(stabilizer, low, guide)
+                for frame, (low, restarted) in zip(batch, processor.predict([f.rgb for f in batch]), strict=True):
                     if not _put(out, (frame, low, restarted), stop):
                         return
             if done:
@@ -327,40 +303,57 @@ def make_stabilizer(options: VideoOptions) -> Stabilizer | None:
     return cls(options.smooth_strength)
 
 
-def make_subject_tracker(options: VideoOptions, threshold: float) -> SubjectTracker | None:
-    """One video's main-subject tracker (``options.remove.subject == "main"``), else ``None``."""
-    return SubjectTracker(threshold) if options.remove.subject == "main" else None
+class FrameProcessor:
+    """One stream's per-frame steps: predict -> stabilise -> finish (guided upsampling, the photo
+    post-processing, compose). ``personseg live`` calls it on one frame at a time; :func:`process_video` runs
+    :meth:`predict` and :meth:`finish` in their own threads. Frames must come in order: the stabiliser and the
+    main-subject tracker remember the past (both start afresh at a scene cut)."""
+
+    def __init__(self, model: Any, options: VideoOptions, kind: str = "composite") -> None:
+        self.model = model
+        self.options = options
+        self.kind = kind
+        self.threshold = options.remove.threshold_for(model)
+        self.stabilizer = make_stabilizer(options)
+        self.subject = SubjectTracker(self.threshold) if options.remove.subject == "main" else None
+        self.background = FrameBackground(options, kind)
+
+    def prepare(self, height: int, width: int) -> None:
+        """Load the background for frames of this size (errors come before any output exists)."""
+        self.background.prepare(height, width)
+
+    def predict(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, bool]]:
+        """(stabilised low-resolution probability, restarted) for each RGB frame, in one network call."""
+        small = [_downscale(rgb, self.options.internal_size) for rgb in frames]
+        out = []
+        for low, guide in zip(self.model.predict_lowres(small), small, strict=True):
+            if self.stabilizer is not None:
+                low = self.stabilizer.update(low, guide)
+            out.append((low, self.stabilizer is not None and self.stabilizer.restarted))
+        return out
+
+    def finish(self, rgb: np.ndarray, low: np.ndarray, restarted: bool = False) -> np.ndarray:
+        """The output frame from its (stabilised) probability: guided upsampling to the frame's size, the mask
+        post-processing (the main subject first; the tracker forgets its choice when the stabiliser
+        ``restarted``), then :func:`render_frame`."""
+        if self.subject is not None and restarted:
+            self.subject.reset()
+        remove = self.options.remove
+        alpha = postprocess(rgb, refine.guided_upsample(low, rgb), remove, self.threshold, self.subject)
+        return render_frame(rgb, alpha, self.kind, remove.foreground, self.background)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """One frame, start to finish."""
+        low, restarted = self.predict([rgb])[0]
+        return self.finish(rgb, low, restarted)
+
+    def close(self) -> None:
+        self.background.close()
 
 
-def stabilize(stabilizer: Stabilizer | None, low: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(the stabilised probability, whether the stabiliser started afresh: a scene cut or the first frame)."""
-    if stabilizer is None:
-        return low, False
-    low = stabilizer.update(low, guide)
-    return low, stabilizer.restarted
-
-
-def finish_frame(
-    rgb: np.ndarray,
-    low: np.ndarray,
-    options: VideoOptions,
-    threshold: float,
-    kind: str,
-    background: Background,
-    subject: SubjectTracker | None = None,
-    restarted: bool = False,
+def render_frame(
+    rgb: np.ndarray, alpha: np.ndarray, kind: str, foreground: str, background: FrameBackground
 ) -> np.ndarray:
-    """A frame's (stabilised) low-resolution probability -> the output frame: guided upsampling to the frame's
-    size, the mask post-processing (the main subject first, by ``subject``, which forgets its choice when the
-    stabiliser ``restarted``), then :func:`render_frame`. Shared by ``personseg video`` and ``live``; call it
-    on the frames in order."""
-    if subject is not None and restarted:
-        subject.reset()
-    alpha = postprocess(rgb, refine.guided_upsample(low, rgb), options.remove, threshold, subject)
-    return render_frame(rgb, alpha, kind, options.remove.foreground, background)
-
-
-def render_frame(rgb: np.ndarray, alpha: np.ndarray, kind: str, foreground: str, background: Background) -> np.ndarray:
     """The output frame of ``kind``: grey mask, RGBA cut-out, or RGB composite."""
     if kind == "mask":
         return compose.alpha_to_uint8(alpha)
@@ -373,8 +366,8 @@ def render_frame(rgb: np.ndarray, alpha: np.ndarray, kind: str, foreground: str,
     return cv2.blendLinear(fg, np.ascontiguousarray(bg), alpha, 1.0 - alpha)
 
 
-class Background:
-    """What goes behind the person in a composite: colour, image, blurred scene or a looped video.
+class FrameBackground:
+    """What goes behind the person in each frame of a composite: colour, image, blurred scene or a looped video.
 
     Shared with ``personseg live``; :meth:`next` gives the background for one frame.
     """
@@ -389,18 +382,16 @@ class Background:
         """Load the background for frames of ``h x w`` (errors here come before any output exists)."""
         if not self.active:
             return
-        o = self.options
-        if o.background_image is not None:
-            from personseg.inference.io import read_image
-
-            self._still = np.ascontiguousarray(compose.cover(read_image(o.background_image).rgb, h, w))
-        elif o.background_video is not None:
-            self._frames = iter_looped(o.background_video, w, h)
+        bg = self.options.background
+        if bg.video is not None:
+            self._frames = iter_looped(bg.video, w, h)
             self._still = None
             first = next(self._frames)  # opens it now, so a bad file fails early
             self._first = first
-        elif o.background_blur is None:
-            color = tuple(o.background_color) if o.background_color is not None else DEFAULT_BACKGROUND
+        elif bg.image is not None:
+            self._still = np.ascontiguousarray(compose.cover(bg.loaded().image, h, w))
+        elif bg.blur is None:
+            color = bg.color if bg.color is not None else DEFAULT_BACKGROUND
             if len(color) == 4:
                 log.warning("composite video has no transparency: the colour's alpha %d is ignored", color[3])
             self._still = np.ascontiguousarray(compose.color_background(h, w, color[:3]))
@@ -412,7 +403,7 @@ class Background:
         if self._frames is not None:
             first, self._first = getattr(self, "_first", None), None
             return first if first is not None else next(self._frames)
-        return compose.blurred_background(rgb, alpha, float(self.options.background_blur))
+        return compose.blurred_background(rgb, alpha, float(self.options.background.blur))
 
     def close(self) -> None:
         if self._frames is not None:
