@@ -56,7 +56,7 @@ def test_a_missing_extra_is_named_in_one_line(hidden, args, extra):
     assert f"pip install 'personseg[{extra}]'" in lines[0] and "Traceback" not in result.stderr
 
 
-INFERENCE_ONLY = hide("torch", "torchvision", "yaml", "albumentations", "av", "fastapi", "gradio", "timm")
+INFERENCE_ONLY = hide("torch", "torchvision", "yaml", "albumentations", "av", "fastapi", "gradio", "timm", "ray")
 
 
 @pytest.mark.parametrize(
@@ -84,6 +84,14 @@ def test_inference_only_evaluate_scores_a_folder(tmp_path):
     result = run_cli(INFERENCE_ONLY, "evaluate", "--model", "personseg-fast", "--data", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "iou" in result.stdout.lower()
+
+
+def test_remove_on_ray_without_the_extra_names_it(tmp_path):
+    photo = REPO / "src" / "personseg" / "assets" / "astronaut.png"
+    result = run_cli(INFERENCE_ONLY, "remove", str(photo), "-o", str(tmp_path / "out"), "--ray")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "personseg remove: --ray needs Ray Data: pip install 'personseg[ray]'"
+    assert not (tmp_path / "out").exists()
 
 
 def test_models_lists_architectures_without_importing_torch():

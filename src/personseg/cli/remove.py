@@ -8,29 +8,28 @@ batch goes on; the exit code is 0 only if every input succeeded.
 from __future__ import annotations
 
 import argparse
-import errno
-import glob
 import logging
-import os
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from personseg.cli import options
 from personseg.cli.folders import folders_to_create, remove_if_empty
+from personseg.inference.batch import (
+    DEFAULT_OUTPUTS,
+    IMAGE_ERRORS,
+    OUTPUT_KINDS,
+    STDIN,
+    BatchRemover,
+    Job,
+    collect_inputs,
+    failure_reason,
+    image_extensions,  # noqa: F401 - importable from here, as it always was
+)
 
 log = logging.getLogger(__name__)
 
-OUTPUT_KINDS = ("original", "mask", "cutout", "comparison", "replaced")
-DEFAULT_OUTPUTS = ("original", "mask", "cutout", "comparison")
-#: Extensions a folder is scanned for: raster formats Pillow reads itself, as far as this Pillow build has them
-#: (see :func:`image_extensions`). EPS / PS are left out: Pillow would run Ghostscript on them.
-IMAGE_EXTENSION_CANDIDATES = (
-    ".jpg .jpeg .jpe .jfif .png .apng .bmp .dib .webp .tif .tiff .gif .ppm .pgm .pbm .pnm .avif .jp2 .j2k .jpx "
-    ".jpf .j2c .ico .icns .cur .tga .qoi .psd .pcx .dds .sgi .xbm .xpm".split()
-)
-STDIN = "-"
+LOCAL_RAY = "local"
 DESCRIPTION = (
     "Remove or replace the background of photos. Inputs: files, folders (-r for subfolders), globs, or - "
     "for stdin. Outputs: one file per kind in the output folder (subfolders mirrored), or one PNG on stdout "
@@ -61,156 +60,31 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
     options.add_max_pixels_option(parser)
     options.add_max_memory_option(parser)
     options.add_photo_options(parser)
+    ray = parser.add_argument_group("Ray cluster (pip install 'personseg[ray]')")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL_RAY,
+        default=None,
+        metavar="ADDRESS",
+        help="process the inputs on Ray: alone, a local Ray on this machine; 'auto' joins the cluster started with "
+        "'ray start'; or ray://HOST:10001. Outputs go to -o, which every node must reach; inputs whose outputs "
+        "all exist are skipped, so a rerun resumes",
+    )
+    ray.add_argument(
+        "--actors", type=int, default=None, metavar="N", help="model copies (default: CPUs / --cpus-per-actor)"
+    )
+    ray.add_argument(
+        "--cpus-per-actor", type=float, default=1, metavar="N", help="CPUs (inference threads) per actor (default: 1)"
+    )
+    ray.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=0,
+        metavar="N",
+        help="GPUs per actor, e.g. 0.25 to share one (default: 0)",
+    )
     parser.set_defaults(func=run)
-
-
-@dataclass
-class Job:
-    """One input and where its outputs go (``stem`` + ``_<kind>.<ext>``, relative to the output folder)."""
-
-    source: Path | str
-    stem: Path
-
-    @property
-    def name(self) -> str:
-        return "<stdin>" if self.source == STDIN else str(self.source)
-
-
-def image_extensions() -> set[str]:
-    """The extensions of :data:`IMAGE_EXTENSION_CANDIDATES` that this Pillow can open (AVIF, JPEG 2000 ...)."""
-    from PIL import Image
-
-    readable = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-    return {ext for ext in IMAGE_EXTENSION_CANDIDATES if ext in readable} | {".jpg", ".jpeg", ".png"}
-
-
-def _unusable(path: Path) -> str | None:
-    """Why ``path`` (found in a folder or by a glob) cannot be an input, or None if it is a regular file."""
-    try:
-        os.stat(path)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "a symbolic link loop"
-        if path.is_symlink():
-            return "a symbolic link to nothing"
-        return exc.strerror or str(exc)
-    if path.is_dir():
-        return "a directory, not an image"
-    if not path.is_file():
-        return "not a regular file"
-    return None
-
-
-def _inside(path: Path, folder: Path | None) -> bool:
-    try:
-        return folder is not None and path.resolve().is_relative_to(folder)
-    except (OSError, RuntimeError):  # a link loop: reported by _unusable
-        return False
-
-
-def collect_inputs(specs: list[str], recursive: bool, exclude: Path | None = None) -> tuple[list[Job], list[str]]:
-    """Expand files, folders and globs into jobs; also return one line per input that could not be used.
-
-    In a folder, files are chosen by extension (:func:`image_extensions`); broken links and link loops named
-    like images are reported, and so are directories named like images when not recursing (``-r`` would take
-    their contents). Other files are skipped, counted in one INFO line per folder.
-    """
-    jobs: list[Job] = []
-    problems: list[str] = []
-    owner: dict[Path, str] = {}  # output stem -> the input that claimed it
-    seen: set[Path] = set()
-    extensions = image_extensions()
-
-    def add(source: Path | str, stem: Path) -> None:
-        if source != STDIN:
-            key = Path(source).resolve()
-            if key in seen:
-                return
-            seen.add(key)
-        job = Job(source, stem)
-        if stem in owner:
-            problems.append(f"{job.name}: its outputs would overwrite those of {owner[stem]}; process it separately")
-            return
-        owner[stem] = job.name
-        jobs.append(job)
-
-    def scan(folder: Path) -> list[Path]:
-        files, others = [], []
-        for f in sorted(folder.rglob("*") if recursive else folder.glob("*")):
-            if f.name.startswith(".") or _inside(f, exclude):
-                continue  # hidden files, and an output folder inside the input folder: its results are not inputs
-            if f.suffix.lower() not in extensions:
-                if f.is_file():
-                    others.append(f.name)
-                continue
-            reason = _unusable(f)
-            if reason is None:
-                files.append(f)
-            elif not (recursive and reason.startswith("a directory")):
-                problems.append(f"{f}: {reason}, skipped")
-        if others:
-            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-            log.info("%s: skipped %d file(s) without an image extension (%s)", folder, len(others), shown)
-        return files
-
-    for spec in specs:
-        path = Path(spec)
-        if spec == STDIN:
-            add(STDIN, Path("stdin"))
-        elif path.is_dir():
-            files = scan(path)
-            if not files:
-                problems.append(f"{spec}: no images in this folder" + ("" if recursive else " (try --recursive)"))
-            for f in files:
-                add(f, f.relative_to(path).with_suffix(""))
-        elif path.exists():
-            add(path, Path(path.stem))
-        elif path.is_symlink():
-            problems.append(f"{spec}: {_unusable(path)}")
-        elif glob.has_magic(spec):
-            matches = []
-            for m in sorted(Path(m) for m in glob.glob(spec, recursive=True)):
-                reason = _unusable(m)
-                if reason is None:
-                    matches.append(m)
-                elif not reason.startswith("a directory"):
-                    problems.append(f"{m}: {reason}, skipped")
-            if not matches:
-                problems.append(f"{spec}: no file matches")
-            for f in matches:
-                add(f, Path(f.stem))
-        else:
-            problems.append(f"{spec}: no such file or folder")
-    return jobs, problems
-
-
-def output_paths(job: Job, kinds: list[str], folder: Path, see_through: bool = False) -> dict[str, Path]:
-    """Where each output kind of ``job`` is written (``see_through``: the new background keeps an alpha)."""
-    photo_ext = ".jpg" if str(job.source).lower().endswith((".jpg", ".jpeg")) else ".png"
-    ext = {
-        "original": photo_ext,
-        "mask": ".png",
-        "cutout": ".png",
-        "comparison": ".jpg",
-        "replaced": ".png" if see_through else ".jpg",
-    }
-    return {k: folder / job.stem.parent / f"{job.stem.name}_{k}{ext[k]}" for k in kinds}
-
-
-def render_all(seg, kinds, background) -> dict:
-    """The uint8 array of each output kind. With a new ``background`` the comparison shows it (the replaced
-    image, made once for both)."""
-    replaced = None
-    if background.kind is not None and {"comparison", "replaced"} & set(kinds):
-        replaced = seg.replaced(background)
-    makers = {
-        "original": lambda: seg.image,
-        "mask": seg.mask,
-        "cutout": seg.cutout,
-        "comparison": lambda: seg.comparison(replaced),
-        "replaced": lambda: replaced,
-    }
-    return {kind: makers[kind]() for kind in kinds}
 
 
 def _say(message: object) -> None:
@@ -249,13 +123,7 @@ def _check_output_folder(folder: Path) -> None:
         raise OSError(f"cannot write to the output folder {folder}: {reason}") from None
 
 
-# What can go wrong with one image; the batch reports it and goes on. ImageReadError is a ValueError.
-IMAGE_ERRORS = (OSError, ValueError, RuntimeError, MemoryError, ImportError)
-
-
 def run(args: argparse.Namespace) -> int:
-    from personseg.inference.io import atomic_write_files
-
     specs = list(args.image) + list(args.inputs)
     if not specs:
         return _fail("no input: give image files, folders, globs or - for stdin")
@@ -274,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail("- reads an image from stdin, but stdin is a terminal: pipe an image in")
     if to_stdout and sys.stdout.isatty():
         return _fail("-o - writes a binary PNG to stdout, but stdout is a terminal: redirect it (> out.png) or pipe it")
+    if to_stdout and args.ray is not None:
+        return _fail("--ray writes files on the cluster: give an output folder, not -o -")
     if to_stdout and len(jobs) + len(problems) != 1:
         return _fail(f"-o - writes one image to stdout, but {len(jobs) + len(problems)} inputs were given")
     # Everything that can fail for the whole batch is checked before the first image is touched.
@@ -286,26 +156,19 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, ImportError) as exc:
         return _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
 
-    def outputs(job: Job, extensions: dict[str, str]) -> dict[str, bytes]:
-        """Every requested kind of ``job``, encoded: all in memory before anything is written."""
-        from personseg.inference.io import encode_image
-        from personseg.inference.remove import segment
-
-        source = sys.stdin.buffer.read() if job.source == STDIN else job.source
-        seg = segment(
-            source, model, remove_options, max_pixels=args.max_pixels, name=job.name, max_memory=args.max_memory
-        )
-        images = render_all(seg, extensions, background)
-        return {kind: encode_image(images[kind], ext) for kind, ext in extensions.items()}
-
+    if args.ray is not None:
+        return _run_on_ray(args, specs, remove_options, background, kinds, created)
+    remover = BatchRemover(
+        model, folder or Path("."), kinds, remove_options, background, args.max_pixels, args.max_memory
+    )
     if to_stdout:
         if problems:
             _say(problems[0])
             return 1
         try:
-            data = outputs(jobs[0], {kinds[0]: ".png"})[kinds[0]]
+            data = remover.encode(jobs[0], _source(jobs[0]), {kinds[0]: ".png"})[kinds[0]]
         except IMAGE_ERRORS as exc:
-            _say(_reason(exc, jobs[0]))
+            _say(failure_reason(exc, jobs[0]))
             return 1
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -314,19 +177,69 @@ def run(args: argparse.Namespace) -> int:
     done = skipped = 0
     failures = list(problems)
     for job in _progress(jobs, args.quiet):
-        targets = output_paths(job, kinds, folder, background.see_through)
-        if args.skip_existing and job.source != STDIN and all(p.exists() for p in targets.values()):
+        if args.skip_existing and remover.done(job):
             skipped += 1
             continue
         try:
-            # All of an image's outputs or none: a full disk half-way leaves no partial set behind.
-            encoded = outputs(job, {k: p.suffix for k, p in targets.items()})
-            atomic_write_files({targets[kind]: data for kind, data in encoded.items()})
+            remover.process(job, _source(job))  # all of an image's outputs or none
             done += 1
         except IMAGE_ERRORS as exc:
-            failures.append(_reason(exc, job))
+            failures.append(failure_reason(exc, job))
             log.debug("failure on %s", job.name, exc_info=True)
+    return _summary(done, skipped, failures, folder, created)
 
+
+def _run_on_ray(args, specs, remove_options, background, kinds, created) -> int:
+    """``--ray``: the same jobs on a Ray cluster (:mod:`personseg.distributed`), with the same summary."""
+    from personseg.distributed import remove_backgrounds
+
+    bar = None
+    if not args.quiet:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(desc="personseg remove (ray)", unit="image", file=sys.stderr, disable=None)
+        except ImportError:
+            pass
+
+    def progress(finished: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(finished - bar.n)
+
+    try:
+        report = remove_backgrounds(
+            specs,
+            args.output,
+            remove_options,
+            background,
+            model=args.model,
+            kinds=kinds,
+            recursive=args.recursive,
+            address=None if args.ray == LOCAL_RAY else args.ray,
+            actors=args.actors,
+            cpus_per_actor=args.cpus_per_actor,
+            gpus_per_actor=args.gpus_per_actor,
+            skip_existing=True,
+            max_pixels=args.max_pixels,
+            max_memory=args.max_memory,
+            progress=progress,
+        )
+    except (ImportError, ConnectionError, RuntimeError, ValueError) as exc:
+        remove_if_empty(created)  # nothing was written: no empty output folder left behind
+        return _fail(exc)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _summary(report.done, report.skipped, report.failed, Path(args.output), created)
+
+
+def _source(job: Job):
+    return sys.stdin.buffer.read() if job.source == STDIN else job.source
+
+
+def _summary(done: int, skipped: int, failures: list[str], folder: Path, created: list[Path]) -> int:
+    """The end of a batch: one line of counts, then one line per failed input; exit code 0 only if none failed."""
     summary = f"personseg remove: done {done}, failed {len(failures)}"
     if skipped:
         summary += f", skipped {skipped} (outputs exist)"
@@ -337,15 +250,6 @@ def run(args: argparse.Namespace) -> int:
     for line in failures:
         print(f"  failed: {line}", file=sys.stderr)
     return 0 if not failures else 1
-
-
-def _reason(exc: Exception, job: Job) -> str:
-    """One line naming the input: read errors already do, others get the input's name and the error type."""
-    from personseg.inference.io import ImageReadError
-
-    if isinstance(exc, ImageReadError):
-        return str(exc)
-    return f"{job.name}: {type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def _progress(jobs: list[Job], quiet: bool):
