@@ -104,14 +104,11 @@ def _is_loopback(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn  # noqa: F401
+    import uvicorn  # noqa: F401 - a missing extra is named by personseg.cli.main (missing_extra_message)
 
-        from personseg.serve.app import API_KEY_ENV, create_app
-        from personseg.serve.server import run as serve
-    except ImportError as exc:
-        print(f"personseg serve: {exc.name} is missing: pip install 'personseg[serve]'", file=sys.stderr)
-        return 2
+    from personseg.serve.app import API_KEY_ENV, create_app
+    from personseg.serve.server import run as serve
+
     if args.queue_size < 0 or args.max_upload_mb <= 0:
         print("personseg serve: --queue-size must be >= 0 and --max-upload-mb > 0", file=sys.stderr)
         return 2
