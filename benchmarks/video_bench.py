@@ -2,6 +2,7 @@
 
 1. Speed: ``process_video`` (decode -> predict -> stabilise -> guided upsample -> composite -> H.264) on a
    generated clip at 640x360, 1280x720 and 1920x1080, for each model, in frames per second of wall time.
+   Then ``personseg live`` itself (its defaults) on the same clips, read as if from a camera: frames per second.
 2. Flicker, with and without the stabiliser, on two generated clips built from the shipped photo of Grace
    Hopper: a *static* clip (the same photo with fresh sensor noise on every frame: the truth does not move,
    so mean |mask_t - mask_(t-1)| is pure flicker) and a *moving* clip (her cut-out, pasted with a known hard
@@ -26,6 +27,8 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import itertools
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,18 +97,43 @@ def speed(
     video_options = VideoOptions(
         background=Background(color=(0, 177, 64)), batch_size=batch, remove=RemoveOptions(foreground=foreground)
     )
-    rng = np.random.default_rng(0)
     for size in sizes:
-        w, h = (int(x) for x in size.split("x"))
-        base = photo("grace_hopper.jpg", h, w)
-        clip = folder / f"clip_{size}.mp4"
-        write_clip(clip, [noisy(np.roll(base, 2 * i, axis=1), rng) for i in range(frames)])
+        clip = clip_for(size, frames, folder)
         for name in models:
             model = personseg.load_model(name, threads=threads)
-            model.predict_lowres([base])  # warm-up: ONNX Runtime's first run allocates
+            model.predict_lowres([photo("grace_hopper.jpg", 64, 64)])  # warm-up: ONNX Runtime's first run allocates
             result = process_video(clip, folder / "out.mp4", model, video_options)
             ms = 1000 / max(result.fps, 1e-9)
             rows.append(f"| {name} | {size} | {foreground} | {result.frames} | {result.fps:.1f} | {ms:.0f} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def clip_for(size: str, frames: int, folder: Path) -> Path:
+    """The generated test clip of ``size`` (``WxH``): Grace Hopper sliding 2 px a frame, with sensor noise."""
+    clip = folder / f"clip_{size}_{frames}.mp4"
+    if not clip.exists():
+        w, h = (int(x) for x in size.split("x"))
+        base = photo("grace_hopper.jpg", h, w)
+        rng = np.random.default_rng(0)
+        write_clip(clip, [noisy(np.roll(base, 2 * i, axis=1), rng) for i in range(frames)])
+    return clip
+
+
+def live_speed(models: list[str], sizes: list[str], frames: int, threads: int, folder: Path) -> list[str]:
+    """``personseg live`` as a user runs it (its defaults: blurred background, no colour estimation, flow
+    stabiliser), reading the generated clip instead of a camera, one frame at a time, with no window."""
+    rows = ["| model | size | frames | live fps (personseg live, --no-window) |", "| --- | --- | --- | --- |"]
+    for size in sizes:
+        clip = clip_for(size, frames, folder)
+        for name in models:
+            cmd = [sys.executable, "-m", "personseg", "live", "--camera", str(clip), "--no-window", "-m", name]
+            cmd += ["--threads", str(threads), "--max-frames", str(frames)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            found = re.search(r"(\d+) frames in ([\d.]+) s \(([\d.]+) fps\)", done.stderr)
+            if found is None:
+                raise RuntimeError(f"no fps line from personseg live: {done.stderr[-500:]}")
+            rows.append(f"| {name} | {size} | {found.group(1)} | {float(found.group(3)):.1f} |")
             print(rows[-1], flush=True)
     return rows
 
@@ -278,6 +306,7 @@ def main() -> None:
                 speed(args.models, args.sizes, args.frames, args.threads, args.batch, args.foreground, Path(tmp))
             )
             print(f"(speed: {time.perf_counter() - start:.0f} s)\n", flush=True)
+            tables.append(live_speed(args.models, args.sizes, args.frames, args.threads, Path(tmp)))
     if not args.skip_stability:
         tables.append(stability(args.models, args.frames, args.threads, args.strength))
     if args.davis:
