@@ -405,3 +405,21 @@ def test_a_run_that_writes_nothing_leaves_no_empty_folders(tmp_path, capsys):
     assert "nothing written" in capsys.readouterr().err
     assert cli(["remove", str(bad), "-o", str(existing)]) == 1
     assert existing.is_dir()  # a folder that was there before stays
+
+
+def test_several_images_at_once_write_the_same_files_and_report_in_order(tiny_model, photos, tmp_path, capsys):
+    (photos / "broken.png").write_bytes(b"not an image")
+    (photos / "empty.jpg").write_bytes(b"")
+    outputs = {}
+    for jobs in ("1", "3"):
+        out = tmp_path / f"jobs{jobs}"
+        args = ["remove", str(photos), "-r", "-o", str(out), "-m", str(tiny_model.onnx), "-q", "--jobs", jobs]
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert "done 3, failed 2" in err
+        failed = [line.split("failed: ")[1] for line in err.splitlines() if "failed: " in line]
+        assert [Path(line.split(":")[0]).name for line in failed] == ["broken.png", "empty.jpg"]  # input order
+        outputs[jobs] = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert len(outputs["1"]) == 12 and outputs["1"] == outputs["3"]
+    assert main(["remove", str(photos), "-o", str(tmp_path / "x"), "--jobs", "-1", "-q"]) == 2
+    assert capsys.readouterr().err.strip() == "personseg remove: --jobs must be >= 0 (0: automatic), got -1"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -52,6 +53,14 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> No
         "plus replaced with a --bg-* option; with -o - one kind, default cutout)",
     )
     parser.add_argument("--skip-existing", action="store_true", help="skip images whose outputs all exist")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="images processed at once, each on its own thread; --threads then defaults to CPUs / N, and the "
+        "--max-memory budget holds per image in flight (default: 0, automatic: min(CPUs, 4))",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no INFO messages")
     options.add_model_option(parser)
     options.add_provider_option(parser)
@@ -152,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         if folder is not None:
             _check_output_folder(folder)
         background = background.loaded(args.max_pixels, args.max_memory)  # read once for the whole batch
+        parallel = _parallel_images(args, len(jobs))
         model = options.load_model_from_args(args)
     except (OSError, ValueError, KeyError, ImportError) as exc:
         return _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
@@ -174,19 +184,45 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.buffer.flush()
         return 0
 
-    done = skipped = 0
+    todo = [job for job in jobs if not (args.skip_existing and remover.done(job))]
+    skipped = len(jobs) - len(todo)
+    done = 0
     failures = list(problems)
-    for job in _progress(jobs, args.quiet):
-        if args.skip_existing and remover.done(job):
-            skipped += 1
-            continue
-        try:
-            remover.process(job, _source(job))  # all of an image's outputs or none
-            done += 1
-        except IMAGE_ERRORS as exc:
+    results = _in_parallel(lambda job: remover.process(job, _source(job)), todo, parallel)
+    for job, exc in _progress(results, len(todo), args.quiet):
+        if exc is None:
+            done += 1  # all of an image's outputs were written, or none
+        else:
             failures.append(failure_reason(exc, job))
-            log.debug("failure on %s", job.name, exc_info=True)
+            log.debug("failure on %s", job.name, exc_info=(type(exc), exc, exc.__traceback__))
     return _summary(done, skipped, failures, folder, created)
+
+
+def _in_parallel(work, jobs: list[Job], parallel: int):
+    """(job, None or the error it raised) for each job, in order, ``parallel`` of them running at once on threads
+    (decoding, ONNX Runtime, OpenCV and PNG encoding release the GIL); at most 2 x ``parallel`` in flight."""
+
+    def attempt(job: Job):
+        try:
+            work(job)
+        except IMAGE_ERRORS as exc:
+            return job, exc
+        return job, None
+
+    if parallel <= 1:
+        yield from map(attempt, jobs)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(parallel, thread_name_prefix="personseg-remove") as pool:
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(pool.submit(attempt, job))
+            if len(pending) >= 2 * parallel:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _run_on_ray(args, specs, remove_options, background, kinds, created) -> int:
@@ -234,6 +270,18 @@ def _run_on_ray(args, specs, remove_options, background, kinds, created) -> int:
     return _summary(report.done, report.skipped, report.failed, Path(args.output), created)
 
 
+def _parallel_images(args: argparse.Namespace, count: int) -> int:
+    """How many images run at once (--jobs; 0: min(CPUs, 4)). With several, --threads defaults to the CPUs
+    shared between them, so the network's threads and the images' do not oversubscribe the cores."""
+    if args.jobs < 0:
+        raise ValueError(f"--jobs must be >= 0 (0: automatic), got {args.jobs}")
+    cpus = os.cpu_count() or 1
+    parallel = max(1, min(args.jobs or min(cpus, 4), count))
+    if parallel > 1 and args.threads is None:
+        args.threads = max(1, cpus // parallel)
+    return parallel
+
+
 def _source(job: Job):
     return sys.stdin.buffer.read() if job.source == STDIN else job.source
 
@@ -252,12 +300,12 @@ def _summary(done: int, skipped: int, failures: list[str], folder: Path, created
     return 0 if not failures else 1
 
 
-def _progress(jobs: list[Job], quiet: bool):
-    if quiet or len(jobs) < 2:
-        return jobs
+def _progress(results, total: int, quiet: bool):
+    if quiet or total < 2:
+        return results
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm comes with personseg[train]; without it there is just no bar
-        return jobs
+        return results
     # disable=None: no bar when stderr is not a terminal (logs, CI), so it never pollutes them.
-    return tqdm(jobs, desc="personseg remove", unit="image", file=sys.stderr, disable=None)
+    return tqdm(results, total=total, desc="personseg remove", unit="image", file=sys.stderr, disable=None)
