@@ -84,7 +84,7 @@ def test_background_colour_image_and_blur(onnx_model, photo) -> None:
     blurred = personseg.remove_background(rgb, onnx_model, bg_blur=5)
     assert blurred.shape == (90, 120, 4)
     assert np.abs(blurred[..., :3][~mask].astype(int) - rgb[~mask]).mean() > 0  # background changed
-    with pytest.raises(ValueError, match="give one background, not color and blur"):
+    with pytest.raises(ValueError, match="give one background, not bgcolor and bg_blur"):
         personseg.remove_background(rgb, onnx_model, bgcolor=(0, 0, 0), bg_blur=3)
 
 

@@ -32,9 +32,9 @@ EXAMPLES: dict[str, tuple[dict, dict]] = {
     "crop": ({}, {"crop": True}),
     "crop_margin": ({"crop": True}, {"crop": True, "crop_margin": 0.3}),
     "subject": ({}, {"subject": "main"}),
-    "color": ({}, {"color": (0, 0, 255)}),
-    "image": ({}, {"image": "BACKGROUND"}),
-    "blur": ({}, {"blur": 5.0}),
+    "color": ({"color": (255, 0, 0)}, {"color": (0, 0, 255)}),
+    "image": ({"image": "BACKGROUND"}, {"image": "BACKGROUND2"}),
+    "blur": ({"blur": 2.0}, {"blur": 8.0}),
 }
 #: Fields that only video and live have.
 VIDEO_ONLY = {"video"}
@@ -82,7 +82,18 @@ def test_one_check_for_every_entry_point():
     assert error.named({"matting": "--matting", "soft": "--hard"}).startswith("--matting makes a soft alpha")
     with pytest.raises(OptionError, match="give one background, not color and blur"):
         Background(color="red", blur=3)
-    assert Background(color="rgba(0, 0, 255, 0.5)").color == (0, 0, 255, 128)
+    assert Background(color="rgba(0, 0, 255, 0.5)").color == (0, 0, 255, 128)  # CSS, as browsers write it
+    assert Background(color="rgba(0, 0, 255, 1)").color == (0, 0, 255, 255)
+    assert Background(color="rgba(0, 0, 255, 128)").color == (0, 0, 255, 128)  # Pillow's 0..255 form
+    # The Python API names its own keyword arguments, not the fields behind them.
+    import personseg
+
+    with pytest.raises(ValueError, match="^give one background, not bgcolor and bg_blur$"):
+        personseg.remove_background(np.zeros((8, 8, 3), np.uint8), bgcolor="red", bg_blur=3)
+    help_text = (
+        next(a for a in build_parser(["remove"])._actions if a.dest == "command").choices["remove"].format_help()
+    )
+    assert "--hard      " in help_text and "hard 0/1 mask at the threshold instead of a soft alpha" in help_text
 
 
 def test_cli_errors_name_the_flag(tmp_path, capsys):
@@ -98,6 +109,10 @@ def test_cli_errors_name_the_flag(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["remove", str(photo), "--bg-color", "red", "--bg-blur", "3"])
     assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["remove", "-", "-o", str(tmp_path / "out"), "--ray"]) == 2
+    assert "--ray reads and writes files on the cluster" in capsys.readouterr().err
+    assert main(["remove", str(photo), "-o", str(tmp_path / "out"), "--jobs", "-1"]) == 2
+    assert not (tmp_path / "out").exists()  # a usage error leaves no folder behind
 
 
 # --- each option reaches the output ---------------------------------------------------------------------------
@@ -105,7 +120,7 @@ def test_cli_errors_name_the_flag(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> tuple[np.ndarray, Path, Path]:
-    """The test image (as an array and a PNG) and a background image file."""
+    """The test image (as an array and a PNG) and a background image file (its mirror image beside it)."""
     rgb, big, _ = two_people()
     rgb = rgb.copy()
     rows, cols = np.nonzero(big)
@@ -115,11 +130,13 @@ def scene(tmp_path_factory) -> tuple[np.ndarray, Path, Path]:
     Image.fromarray(rgb).save(folder / "scene.png")
     ramp = np.dstack([np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1))] * 3)
     Image.fromarray(ramp).save(folder / "background.png")
+    Image.fromarray(ramp[:, ::-1]).save(folder / "background2.png")
     return rgb, folder / "scene.png", folder / "background.png"
 
 
 def _split(values: dict, background_file: Path) -> tuple[dict, dict]:
-    values = {k: (str(background_file) if v == "BACKGROUND" else v) for k, v in values.items()}
+    files = {"BACKGROUND": background_file, "BACKGROUND2": background_file.with_name("background2.png")}
+    values = {k: (str(files[v]) if isinstance(v, str) and v in files else v) for k, v in values.items()}
     return (
         {k: v for k, v in values.items() if k not in BACKGROUND_FIELDS},
         {k: v for k, v in values.items() if k in BACKGROUND_FIELDS},
@@ -195,8 +212,10 @@ def test_each_option_changes_the_output_everywhere(field, tiny_model, scene, cli
     assert _differ(*python), f"{field} did not change the Python API's output"
     cli = [_cli(tiny_model.onnx, scene, v, tmp_path / name) for v, name in ((base, "a"), (changed, "b"))]
     assert _differ(*cli), f"{field} did not change personseg remove's output"
-    if field not in BACKGROUND_FIELDS:  # a replaced background is written as JPEG: not bit-exact
+    if field not in BACKGROUND_FIELDS:
         np.testing.assert_array_equal(cli[1], python[1])
+    else:  # a replaced background is written as JPEG: the same picture, not the same bits
+        assert cli[1].shape == python[1].shape and np.abs(cli[1].astype(int) - python[1]).mean() < 4
     if field != "matting":  # the API leaves matting out (slow, an extra); it is refused there
         api = [_api(client, scene, v) for v in (base, changed)]
         assert _differ(*api), f"{field} did not change /v1/remove's output"

@@ -76,6 +76,10 @@ def test_api_reports_each_input_once_and_writes_a_mask_table(local_ray, tiny_mod
     by_name = {Path(r["path"]).name: r for r in rows}
     assert len(rows) == GOOD + 1 and by_name["broken.png"]["error"] and not by_name["broken.png"]["mask"]
     assert by_name["photo0.png"]["mask"] == masks["photo0_mask.png"]  # the same PNG bytes as the file
+    with pytest.raises(ValueError, match="empty"):  # an old table's rows would be counted and mixed in
+        remove_backgrounds([photos], tmp_path / "table", model=tiny_model.onnx, table=True)
+    with pytest.raises(RuntimeError, match="no GPU"):  # local_ray has CPUs only
+        remove_backgrounds([photos], tmp_path / "gpu", model=tiny_model.onnx, gpus_per_actor=1)
 
 
 def test_an_actor_killed_mid_run_still_yields_every_output_exactly_once(local_ray, tiny_model, tmp_path):

@@ -18,7 +18,7 @@ from personseg.serve.ui import CSS, UI_FIELDS, UiRunner, page_options  # noqa: E
 ASSETS = Path(__file__).resolve().parent.parent / "src" / "personseg" / "assets"
 #: model, background choice, then one value per UI_FIELDS (the page's inputs after the photo, as Gradio passes them)
 DEFAULTS = {"model": "personseg-fast", "background": "none", "soft": True, "threshold": 0.5, "color": "#ffffff"}
-DEFAULTS |= {"image": None, "blur": 15}
+DEFAULTS |= {"image": None, "blur": 15.0}
 
 
 def page_inputs(photo, subject="all", **changes):
@@ -60,3 +60,14 @@ def test_main_subject_only_keeps_a_subset_of_everyone(runner, photo) -> None:
 def test_the_page_shows_the_result_over_a_checkerboard() -> None:
     assert "#result-image img" in CSS and "conic-gradient" in CSS
     assert page_options()["css"] == CSS and page_options()["ssr_mode"] is False
+
+
+def test_controls_start_at_the_options_defaults(runner) -> None:
+    from personseg.serve.ui import build_ui
+
+    blocks = build_ui(models=runner.models)
+    values = {c.label: c.value for c in blocks.blocks.values() if isinstance(c, gr.Slider | gr.Radio | gr.Checkbox)}
+    assert values["Blur in pixels"] == 15  # what --bg-blur alone means
+    assert values["People"] == "all" and values["New background"] == "none"
+    assert values["Soft edges (hair, anti-aliasing)"] is True
+    assert values["Threshold (person/background cut, hard edges)"] == runner.models.get(None).threshold

@@ -161,6 +161,9 @@ def remove_backgrounds(
         ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING)
     # Checked on the driver before anything is scheduled: a bad background or kind fails the whole call here.
     probe = BatchRemover(None, folder, kinds, options, background, max_pixels, max_memory)
+    if table and folder.exists() and any(folder.iterdir()):
+        # The table is every Parquet file in the folder: an old run's files would be counted and mixed in.
+        raise ValueError(f"{folder}: a mask table goes to an empty (or new) folder")
     if skip_existing and not table:
         todo = [job for job in jobs if not probe.done(job)]
         report.skipped = len(jobs) - len(todo)
@@ -180,8 +183,14 @@ def remove_backgrounds(
         "cpus_per_actor": cpus_per_actor,
         "gpus_per_actor": gpus_per_actor,
     }
-    if actors is None:
-        actors = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_actor, 1e-9)))
+    if actors is None:  # as many as the cluster has room for, by CPUs and (for GPU actors) by GPUs
+        resources = ray.cluster_resources()
+        actors = int(resources.get("CPU", 1) // max(cpus_per_actor, 1e-9))
+        if gpus_per_actor > 0:
+            actors = min(actors, int(resources.get("GPU", 0) // gpus_per_actor))
+            if actors < 1:
+                raise RuntimeError(f"--gpus-per-actor {gpus_per_actor:g}: the Ray cluster has no GPU for one actor")
+        actors = max(1, actors)
     rows = [{"source": str(job.source), "stem": str(job.stem)} for job in jobs]
     # Small runs get smaller batches, so that every actor has work; large ones stream in blocks of batches.
     batch_size = max(1, min(batch_size, -(-len(rows) // actors)))
@@ -196,20 +205,24 @@ def remove_backgrounds(
         num_gpus=gpus_per_actor,
         batch_format="numpy",
     )
-    if table:
-        results.write_parquet(str(folder))
-        rows_out = ray.data.read_parquet(str(folder)).select_columns(["path", "error"]).iter_rows()
-    else:
-        rows_out = results.iter_rows()
-    finished = 0
-    for row in rows_out:
-        if row["error"]:
-            report.failed.append(row["error"])
+    try:
+        if table:
+            results.write_parquet(str(folder))
+            rows_out = ray.data.read_parquet(str(folder)).select_columns(["path", "error"]).iter_rows()
         else:
-            report.done += 1
-        finished += 1
-        if progress is not None:
-            progress(finished, len(jobs))
+            rows_out = results.iter_rows()
+        finished = 0
+        for row in rows_out:
+            if row["error"]:
+                report.failed.append(row["error"])
+            else:
+                report.done += 1
+            finished += 1
+            if progress is not None:
+                progress(finished, len(jobs))
+    except ray.exceptions.RayError as exc:  # a failure no retry fixed: one line, not Ray's traceback
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise RuntimeError(f"Ray failed: {first}") from None
     return report
 
 

@@ -112,7 +112,8 @@ def _converter(field):
         try:
             return base(text)
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc) if field.spec.parse else f"not a number: {text!r}") from None
+            what = "a whole number" if field.kind is int else "a number"
+            raise argparse.ArgumentTypeError(str(exc) if field.spec.parse else f"not {what}: {text!r}") from None
 
     convert.__name__ = (field.kind or str).__name__  # argparse names the type in its own messages
     return convert
@@ -137,7 +138,7 @@ def add_spec_options(
         spec = field.spec
         if spec.flag_for(field.name) is None or field.name in exclude or (only is not None and field.name not in only):
             continue
-        kwargs: dict = {"dest": _dest(field), "help": spec.help}
+        kwargs: dict = {"dest": _dest(field), "help": spec.flag_help or spec.help}
         if field.kind is bool:
             kwargs.update(action="store_true", default=False)
         else:

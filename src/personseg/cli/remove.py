@@ -151,8 +151,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail("- reads an image from stdin, but stdin is a terminal: pipe an image in")
     if to_stdout and sys.stdout.isatty():
         return _fail("-o - writes a binary PNG to stdout, but stdout is a terminal: redirect it (> out.png) or pipe it")
-    if to_stdout and args.ray is not None:
-        return _fail("--ray writes files on the cluster: give an output folder, not -o -")
+    if args.ray is not None and (to_stdout or STDIN in specs):
+        return _fail("--ray reads and writes files on the cluster: give input files or folders and an output folder")
+    if args.jobs < 0:
+        return _fail(f"--jobs must be >= 0 (0: automatic), got {args.jobs}")
     if to_stdout and len(jobs) + len(problems) != 1:
         return _fail(f"-o - writes one image to stdout, but {len(jobs) + len(problems)} inputs were given")
     # Everything that can fail for the whole batch is checked before the first image is touched.
@@ -161,13 +163,12 @@ def run(args: argparse.Namespace) -> int:
         if folder is not None:
             _check_output_folder(folder)
         background = background.loaded(args.max_pixels, args.max_memory)  # read once for the whole batch
+        if args.ray is not None:  # the actors load the model; nothing more to prepare here
+            return _run_on_ray(args, specs, remove_options, background, kinds, created)
         parallel = _parallel_images(args, len(jobs))
         model = options.load_model_from_args(args)
     except (OSError, ValueError, KeyError, ImportError) as exc:
         return _fail(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
-
-    if args.ray is not None:
-        return _run_on_ray(args, specs, remove_options, background, kinds, created)
     remover = BatchRemover(
         model, folder or Path("."), kinds, remove_options, background, args.max_pixels, args.max_memory
     )
@@ -229,6 +230,19 @@ def _run_on_ray(args, specs, remove_options, background, kinds, created) -> int:
     """``--ray``: the same jobs on a Ray cluster (:mod:`personseg.distributed`), with the same summary."""
     from personseg.distributed import remove_backgrounds
 
+    ignored = [
+        f
+        for f, given in (
+            ("--jobs", args.jobs),
+            ("--threads", args.threads),
+            ("--provider", args.provider),
+            ("--device", args.device),
+        )
+        if given
+    ]
+    if ignored:  # each actor has --cpus-per-actor threads, and the CUDA provider with --gpus-per-actor
+        log.warning("--ray: %s not used on the cluster (see --cpus-per-actor, --gpus-per-actor)", ", ".join(ignored))
+
     bar = None
     if not args.quiet:
         try:
@@ -273,8 +287,6 @@ def _run_on_ray(args, specs, remove_options, background, kinds, created) -> int:
 def _parallel_images(args: argparse.Namespace, count: int) -> int:
     """How many images run at once (--jobs; 0: min(CPUs, 4)). With several, --threads defaults to the CPUs
     shared between them, so the network's threads and the images' do not oversubscribe the cores."""
-    if args.jobs < 0:
-        raise ValueError(f"--jobs must be >= 0 (0: automatic), got {args.jobs}")
     cpus = os.cpu_count() or 1
     parallel = max(1, min(args.jobs or min(cpus, 4), count))
     if parallel > 1 and args.threads is None:

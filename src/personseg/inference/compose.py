@@ -78,8 +78,9 @@ def parse_color(color: str | Sequence[int]) -> tuple[int, ...]:
     """A colour as a 3-tuple (RGB) or 4-tuple (RGBA) of 0..255.
 
     Accepts ``(R, G, B[, A])``, the text ``R,G,B[,A]`` (0..255), ``#RRGGBB[AA]`` / ``#RGB``, a CSS colour name such
-    as ``red``, ``hsl(...)`` (``PIL.ImageColor``) and CSS ``rgb(r, g, b)`` / ``rgba(r, g, b, a)`` whose alpha is a
-    fraction (``1`` is opaque) as browsers write it. ValueError says which forms work.
+    as ``red``, ``hsl(...)`` (``PIL.ImageColor``) and ``rgb(r, g, b)`` / ``rgba(r, g, b, a)``: an alpha of at most 1 or
+    with a decimal point is a CSS fraction (``1`` is opaque, as browsers write it), a whole number above 1 is
+    0..255 (Pillow's form). ValueError says which forms work.
     """
     if isinstance(color, str):
         text = color.strip().lower()
@@ -91,9 +92,12 @@ def parse_color(color: str | Sequence[int]) -> tuple[int, ...]:
             elif css:
                 rgb = [round(float(v)) for v in css.groups()[:3]]
                 alpha = css.group(4)
-                values = tuple(rgb) + (() if alpha is None else (round(float(alpha) * 255),))
-                if len(values) == 4 and float(alpha) > 1:
-                    raise ValueError
+                if alpha is None:
+                    values = tuple(rgb)
+                elif "." in alpha or float(alpha) <= 1:  # CSS: a fraction, 1 is opaque
+                    values = (*rgb, round(float(alpha) * 255))
+                else:  # Pillow's form: a whole number 0..255
+                    values = (*rgb, int(alpha))
             else:
                 values = ImageColor.getrgb(text)
         except ValueError:

@@ -49,6 +49,8 @@ class Spec:
     """The CLI value when the flag is given without one (``--fill-holes`` alone means 0.01)."""
     invert: bool = False
     """A bool whose flag sets the opposite (``--hard`` sets ``soft=False``)."""
+    flag_help: str | None = None
+    """The CLI flag's help when it must say something else than ``help`` (an inverted flag)."""
     metavar: str | None = None
     parse: Callable[[Any], Any] | None = None
     """Text (or a value) -> the field's value, raising ValueError (colours)."""
@@ -166,6 +168,7 @@ class RemoveOptions:
         "soft alpha (anti-aliased edges, hair); false gives a hard 0/1 mask at the threshold",
         flag="--hard",
         invert=True,
+        flag_help="hard 0/1 mask at the threshold instead of a soft alpha",
         ui="Soft edges (hair, anti-aliasing)",
     )
     edge_cutoff: float = option(

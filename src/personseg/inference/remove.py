@@ -21,7 +21,7 @@ from personseg.inference import compose, refine
 from personseg.inference.api import Segmenter, load_model
 from personseg.inference.budget import DEFAULT_MAX_MEMORY
 from personseg.inference.io import DEFAULT_MAX_PIXELS, ImageSource, LoadedImage, encode_image, read_image
-from personseg.inference.options import Background, RemoveOptions
+from personseg.inference.options import Background, OptionError, RemoveOptions
 from personseg.inference.subject import SubjectTracker, main_subject
 
 __all__ = ["Background", "RemoveOptions", "Segmentation", "postprocess", "remove_background", "segment"]
@@ -164,8 +164,11 @@ def remove_background(
             f"remove_background got unknown option(s) {', '.join(sorted(unknown))}; "
             f"valid: {', '.join(RemoveOptions.__dataclass_fields__)}"
         )
-    # Both are checked (a bad colour, two backgrounds) before any work.
-    background = Background(color=bgcolor, image=bg_image, blur=bg_blur)
+    # Both are checked (a bad colour, two backgrounds) before any work, named as this function's arguments.
+    try:
+        background = Background(color=bgcolor, image=bg_image, blur=bg_blur)
+    except OptionError as exc:
+        raise ValueError(exc.named({"color": "bgcolor", "image": "bg_image", "blur": "bg_blur"})) from None
     seg = segment(image, model, RemoveOptions(**options), max_pixels=max_pixels, max_memory=max_memory)
     if only_mask:
         result = seg.mask()

@@ -52,10 +52,19 @@ def check_encodable(array: np.ndarray, ext: str) -> None:
         raise ValueError(f"a {w}x{h} image is too large for {ext} (at most {limit} pixels a side): use .png")
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: The process's umask, read once at import: reading it means setting it, and ``personseg remove --jobs`` writes
+#: from several threads at once, where a umask of 0 seen between the two calls would make files world-writable.
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

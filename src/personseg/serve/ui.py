@@ -45,7 +45,8 @@ CSS = """
 def _control(gr: Any, field: OptionField, value: Any = None) -> Any:
     """The Gradio component for one option field (its label, range and choices from its Spec)."""
     spec = field.spec
-    value = field.default if value is None else value
+    # A background's sigma has no default (None: not chosen); the slider starts at what the bare CLI flag means.
+    value = (field.default if field.default is not None else spec.const) if value is None else value
     if spec.ui_widget == "color":
         return gr.ColorPicker(value=value or "#ffffff", label=f"Colour (for '{spec.ui}')")
     if spec.ui_widget == "image":

@@ -179,6 +179,8 @@ class TrainConfig:
             raise ValueError(f"{path}: cannot read config ({exc})") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: a config must be a mapping of train flags to values")
+        if LEGACY_ARCH_KEY in values:
+            log.warning("%s: '%s:' is now 'arch:' (the architecture to train); read as arch", path, LEGACY_ARCH_KEY)
         return cls.from_dict({k.replace("-", "_"): v for k, v in values.items()}, source=str(path))
 
     def save_yaml(self, path: str | Path) -> None:

@@ -19,8 +19,9 @@ import os
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import cv2
 import numpy as np
 
 from personseg.inference import compose, refine
-from personseg.inference.options import Background, RemoveOptions, check_options, option
+from personseg.inference.options import Background, OptionError, RemoveOptions, check_options, option
 from personseg.inference.remove import postprocess
 from personseg.inference.subject import SubjectTracker
 from personseg.video.reader import VideoInfo, VideoReader, iter_looped
@@ -87,8 +88,29 @@ class VideoOptions:
     sequence_fps: float = option(25.0, "frame rate of an image-sequence input", flag="--fps", gt=0.0, le=1000.0)
     max_frames: int = option(0, "stop after N frames (0: all)", ge=0, metavar="N")
     queue_size: int = option(8, "frames buffered between two stages", flag=None, ge=1)
+    # The earlier spelling of the background, one keyword per kind: still accepted, with a DeprecationWarning.
+    background_color: InitVar[Sequence[int] | str | None] = None
+    background_image: InitVar[str | os.PathLike | None] = None
+    background_blur: InitVar[float | None] = None
+    background_video: InitVar[str | os.PathLike | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, background_color, background_image, background_blur, background_video) -> None:
+        old = {"color": background_color, "image": background_image, "blur": background_blur}
+        old["video"] = background_video
+        old = {k: v for k, v in old.items() if v is not None}
+        if old:
+            warnings.warn(
+                "VideoOptions(background_<kind>=...) is deprecated: use background=Background(<kind>=...)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if self.background.kind is not None:
+                raise ValueError("give background=Background(...) or the older background_<kind>=..., not both")
+            names = {k: f"background_{k}" for k in old}
+            try:
+                self.background = Background(**old)
+            except OptionError as exc:
+                raise ValueError(exc.named(names)) from None
         check_options(self)
 
     @property
