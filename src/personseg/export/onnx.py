@@ -66,7 +66,7 @@ def export_onnx(
         meta["input_size"] = [int(input_size[0]), int(input_size[1])]
     h, w = meta["input_size"]
     wrapped = _Probabilities(model).eval()  # eval on the wrapper: export restores the wrapper's mode
-    dummy = torch.randn(2, 3, h, w)
+    dummy = torch.randn(2, int(getattr(model, "config", {}).get("in_channels", 3)), h, w)  # 4: a temporal model
 
     output_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")

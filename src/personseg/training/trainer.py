@@ -32,6 +32,7 @@ from personseg.training import builders
 from personseg.training.config import TrainConfig
 from personseg.training.distill import Distiller
 from personseg.training.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from personseg.training.prior import adapt_input_channels, synthetic_prior, with_prior
 from personseg.training.visualization import plot_history, prediction_grid, save_grid
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,8 @@ def train_one_epoch(ctx: EpochContext, epoch: int) -> float:
         x, y = ctx.normalize(images), masks.to(ctx.normalize.device, non_blocking=True)
         if ctx.distiller is not None:
             x, y, soft = ctx.distiller.split(x, y)
+        if ctx.cfg.temporal:
+            x = with_prior(x, synthetic_prior(y), ctx.cfg.channels_last)
         with ctx.autocast():
             logits = ctx.model(x).float()
         loss = ctx.loss_fn(*drop_ignored(logits, y))
@@ -182,13 +185,17 @@ def train_one_epoch(ctx: EpochContext, epoch: int) -> float:
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, normalize, autocast, info, desc: str = "val") -> dict[str, float]:
-    """Val loss and dataset-wide metrics (summed over DDP ranks)."""
+def evaluate(
+    model, loader, loss_fn, normalize, autocast, info, desc: str = "val", temporal: bool = False
+) -> dict[str, float]:
+    """Val loss and dataset-wide metrics (summed over DDP ranks); a ``temporal`` model runs with an empty prior."""
     model.eval()
     acc = MetricAccumulator()
     loss_sum = torch.zeros(2, dtype=torch.float64)
     for images, masks in _progress(loader, info, desc):
         x, y = normalize(images), masks.to(normalize.device)
+        if temporal:
+            x = with_prior(x, None, normalize.memory_format == torch.channels_last)
         with autocast():
             logits = model(x)
         logits = logits.float()
@@ -246,12 +253,15 @@ def checkpoint_meta(cfg: TrainConfig, epoch: int, metrics: dict[str, float]) -> 
     }
 
 
-def _val_grid(model, val_loader, normalize, autocast, n: int) -> np.ndarray:
+def _val_grid(model, val_loader, normalize, autocast, n: int, temporal: bool = False) -> np.ndarray:
     with torch.random.fork_rng():  # making a loader iterator draws from the global RNG: keep resume exact
         images, masks = next(iter(val_loader))
     images, masks = images[:n], masks[:n]
+    x = normalize(images)
+    if temporal:
+        x = with_prior(x, None, normalize.memory_format == torch.channels_last)
     with torch.no_grad(), autocast():
-        probs = torch.sigmoid(model(normalize(images)).float())
+        probs = torch.sigmoid(model(x).float())
     return prediction_grid(images.permute(0, 2, 3, 1).numpy(), masks[:, 0].numpy(), probs[:, 0].cpu().numpy())
 
 
@@ -339,7 +349,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if cfg.init_from:
-        model.load_state_dict(read_checkpoint(cfg.init_from)["state_dict"])
+        model.load_state_dict(adapt_input_channels(read_checkpoint(cfg.init_from)["state_dict"], model))
     optimizer = builders.build_optimizer(cfg, model)
     scheduler = builders.build_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
@@ -382,7 +392,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                 for buffer in unwrap(model).buffers():
                     torch.distributed.broadcast(buffer, 0)
             per_source = {
-                name: evaluate(model, loader, loss_fn, normalize, autocast, info, f"val {name}")
+                name: evaluate(model, loader, loss_fn, normalize, autocast, info, f"val {name}", cfg.temporal)
                 for name, loader in val_loaders.items()
             }
             val = _pool(per_source, {k: len(v) for k, v in val_sets.items()})
@@ -410,7 +420,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                 _append_history(history_path, row)
                 _log_epoch(writer, row, per_source, epoch)
                 if cfg.vis_every and epoch % cfg.vis_every == 0:
-                    grid = _val_grid(model, next(iter(val_loaders.values())), normalize, autocast, cfg.vis_images)
+                    first = next(iter(val_loaders.values()))
+                    grid = _val_grid(model, first, normalize, autocast, cfg.vis_images, cfg.temporal)
                     save_grid(grid, out / "val_predictions.png")
                     writer.add_image("val/predictions", grid, epoch, dataformats="HWC")
                 log.info(

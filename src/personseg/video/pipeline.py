@@ -339,20 +339,27 @@ class FrameProcessor:
         self.stabilizer = make_stabilizer(options)
         self.subject = SubjectTracker(self.threshold) if options.remove.subject == "main" else None
         self.background = FrameBackground(options, kind)
+        self._previous: np.ndarray | None = None  # the last frame's probability: a temporal model's prior
 
     def prepare(self, height: int, width: int) -> None:
         """Load the background for frames of this size (errors come before any output exists)."""
         self.background.prepare(height, width)
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, bool]]:
-        """(stabilised low-resolution probability, restarted) for each RGB frame, in one network call."""
+        """(stabilised low-resolution probability, restarted) for each RGB frame, in one network call; a temporal
+        model runs frame by frame, each given the previous frame's stabilised probability."""
         small = [_downscale(rgb, self.options.internal_size) for rgb in frames]
-        out = []
-        for low, guide in zip(self.model.predict_lowres(small), small, strict=True):
-            if self.stabilizer is not None:
-                low = self.stabilizer.update(low, guide)
-            out.append((low, self.stabilizer is not None and self.stabilizer.restarted))
-        return out
+        if getattr(self.model, "temporal", False):
+            return [self._stabilize(self.model.predict_lowres([guide], [self._previous])[0], guide) for guide in small]
+        return [self._stabilize(low, guide) for low, guide in zip(self.model.predict_lowres(small), small, strict=True)]
+
+    def _stabilize(self, low: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, bool]:
+        restarted = False
+        if self.stabilizer is not None:
+            low = self.stabilizer.update(low, guide)
+            restarted = self.stabilizer.restarted
+        self._previous = low
+        return low, restarted
 
     def finish(self, rgb: np.ndarray, low: np.ndarray, restarted: bool = False) -> np.ndarray:
         """The output frame from its (stabilised) probability: guided upsampling to the frame's size, the mask
