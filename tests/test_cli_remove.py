@@ -312,7 +312,7 @@ def test_folder_reports_link_loops_and_folders_named_like_images(cli, photos, tm
 
 
 def test_folder_takes_every_format_pillow_reads(cli, tmp_path, capsys) -> None:
-    from personseg.cli.remove import image_extensions
+    from personseg.inference.batch import image_extensions
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -25,7 +25,6 @@ from personseg.inference.batch import (
     Job,
     collect_inputs,
     failure_reason,
-    image_extensions,  # noqa: F401 - importable from here, as it always was
 )
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -116,13 +117,8 @@ def problem(field: OptionField, value: Any) -> str | None:
             return f"must be a whole number, got {value!r}"
         low = (">=", spec.ge) if spec.ge is not None else (">", spec.gt) if spec.gt is not None else None
         high = ("<=", spec.le) if spec.le is not None else ("<", spec.lt) if spec.lt is not None else None
-        fails = [
-            b
-            for b in (low, high)
-            if b is not None
-            and not {">=": value >= b[1], ">": value > b[1], "<=": value <= b[1], "<": value < b[1]}[b[0]]
-        ]
-        if fails:
+        holds = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+        if any(b is not None and not holds[b[0]](value, b[1]) for b in (low, high)):
             wanted = " and ".join(f"{op} {limit:g}" for op, limit in (b for b in (low, high) if b is not None))
             return f"must be {wanted}, got {value:g}"
     if spec.choices is not None and value not in spec.choices:

@@ -63,10 +63,6 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def _umask() -> int:
-    return _UMASK
-
-
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
     path = Path(path)
@@ -75,7 +71,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -97,7 +93,7 @@ def atomic_write_files(files: dict[Path, bytes]) -> None:
             temps[path] = tmp
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, 0o666 & ~_UMASK)
     except BaseException:
         for tmp in temps.values():
             Path(tmp).unlink(missing_ok=True)

@@ -109,8 +109,5 @@ class _RemoveBase(MaskQuery):  # type: ignore[misc, valid-type]
 
 #: ``/v1/remove``: the mask options, colour estimation, the background, and the output's form.
 RemoveQuery = _query_model(
-    "RemoveQuery",
-    _RemoveBase,
-    [(RemoveOptions, tuple(name for name in MaskQuery.option_owners if name != "foreground")), (Background, ())],
-    "Options of /v1/remove.",
+    "RemoveQuery", _RemoveBase, [(RemoveOptions, ()), (Background, ())], "Options of /v1/remove."
 )

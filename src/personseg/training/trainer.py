@@ -74,6 +74,7 @@ class Normalizer:
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
         self.device = device
+        self.channels_last = channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -159,7 +160,7 @@ def train_one_epoch(ctx: EpochContext, epoch: int) -> float:
         if ctx.distiller is not None:
             x, y, soft = ctx.distiller.split(x, y)
         if ctx.cfg.temporal:
-            x = with_prior(x, synthetic_prior(y), ctx.cfg.channels_last)
+            x = with_prior(x, synthetic_prior(y), ctx.normalize.channels_last)
         with ctx.autocast():
             logits = ctx.model(x).float()
         loss = ctx.loss_fn(*drop_ignored(logits, y))
@@ -195,7 +196,7 @@ def evaluate(
     for images, masks in _progress(loader, info, desc):
         x, y = normalize(images), masks.to(normalize.device)
         if temporal:
-            x = with_prior(x, None, normalize.memory_format == torch.channels_last)
+            x = with_prior(x, None, normalize.channels_last)
         with autocast():
             logits = model(x)
         logits = logits.float()
@@ -259,7 +260,7 @@ def _val_grid(model, val_loader, normalize, autocast, n: int, temporal: bool = F
     images, masks = images[:n], masks[:n]
     x = normalize(images)
     if temporal:
-        x = with_prior(x, None, normalize.memory_format == torch.channels_last)
+        x = with_prior(x, None, normalize.channels_last)
     with torch.no_grad(), autocast():
         probs = torch.sigmoid(model(x).float())
     return prediction_grid(images.permute(0, 2, 3, 1).numpy(), masks[:, 0].numpy(), probs[:, 0].cpu().numpy())
