@@ -293,3 +293,52 @@ def test_convert_lukemelas_raises_on_unexpected_source_keys():
         convert_lukemelas_state_dict({**source, "_blocks.12._depthwise_conv.weight": torch.zeros(1)}, target)
     with pytest.raises(KeyError, match="unexpected"):
         convert_lukemelas_state_dict({**source, "_extra.weight": torch.zeros(1)}, target)
+
+
+def test_average_checkpoints_is_the_mean_of_the_weights_and_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    from personseg.data.download import file_digest
+    from personseg.models.checkpoint import average_checkpoints
+
+    a, b = small_model("unet", seed=0), small_model("unet", seed=1)
+    save_checkpoint(a, tmp_path / "a.pt", meta={"epoch": 3, "val_metrics": {"iou": 0.5}}, train_state={"epoch": 3})
+    save_checkpoint(b, tmp_path / "b.pt", meta={"epoch": 7})
+    soup = average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"], note="test")
+    for key, value in a.state_dict().items():
+        expected = (value.double() + b.state_dict()[key].double()) / 2 if value.is_floating_point() else value
+        assert torch.allclose(soup["state_dict"][key].double(), expected.double(), atol=1e-7), key
+    assert "train_state" not in soup and "epoch" not in soup["meta"] and "val_metrics" not in soup["meta"]
+    assert soup["meta"]["averaged_from"] == [
+        {"path": str(tmp_path / "a.pt"), "sha256": file_digest(tmp_path / "a.pt"), "epoch": 3},
+        {"path": str(tmp_path / "b.pt"), "sha256": file_digest(tmp_path / "b.pt"), "epoch": 7},
+    ]
+    assert soup["meta"]["note"] == "test"
+
+    # The script writes a loadable checkpoint; models of another shape are refused, naming the file.
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "average_checkpoints.py")
+    out = tmp_path / "soup.pt"
+    done = subprocess.run(
+        [sys.executable, script, "--output", str(out), str(tmp_path / "a.pt"), str(tmp_path / "b.pt")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded, _ = load_checkpoint(out)
+    assert torch.equal(loaded.state_dict()["inc.0.weight"], soup["state_dict"]["inc.0.weight"])
+    save_checkpoint(create_model("unet", base_channels=8), tmp_path / "wide.pt")
+    done = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "--output",
+            str(tmp_path / "bad.pt"),
+            str(tmp_path / "a.pt"),
+            str(tmp_path / "wide.pt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "wide.pt: a different model" in done.stderr
+    assert not (tmp_path / "bad.pt").exists()

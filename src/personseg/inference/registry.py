@@ -35,9 +35,9 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "personseg-default": ShippedModel(
         filename="personseg-default.onnx",
-        sha256="314c63a0c0fcbb1d5e1f79db17ea7c66eb8f8ac1d2996f221bf3cc52c5a219c4",
-        description="best quality, int8: the default for photos",
-        input_size=(256, 256),
+        sha256="2bc50c833a366ef6f899ea9199a452e01168ef3eefd61b36e61756bf58524a8f",
+        description="best quality, int8 at 320x320: the default for photos",
+        input_size=(320, 320),
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",

@@ -150,3 +150,44 @@ def unwrap(model: torch.nn.Module) -> SegmentationModel:
             model = model._orig_mod
         else:
             return model  # type: ignore[return-value]
+
+
+def average_checkpoints(paths: list[str | os.PathLike], note: str = "") -> dict[str, Any]:
+    """A checkpoint whose weights are the uniform mean of ``paths``' (a "model soup" of fine-tunes of one model).
+
+    The models must be the same architecture with the same configuration. Integer buffers (BatchNorm's batch
+    counter) come from the first; its preprocessing metadata is kept, its per-run provenance (epoch, validation
+    figures, training state) is dropped, and ``meta["averaged_from"]`` names each input with its sha256.
+    """
+    from personseg.data.download import file_digest
+
+    if len(paths) < 2:
+        raise ValueError("average_checkpoints needs at least two checkpoints")
+    ckpts = [read_checkpoint(p) for p in paths]
+    first = ckpts[0]
+    for path, ckpt in zip(paths[1:], ckpts[1:], strict=True):
+        if ckpt["model"] != first["model"] or ckpt["state_dict"].keys() != first["state_dict"].keys():
+            raise ValueError(f"{path}: a different model from {paths[0]} ({ckpt['model']['name']}); cannot average")
+        for key in ("input_size", "mean", "std", "resize"):
+            if ckpt["meta"].get(key) != first["meta"].get(key):
+                raise ValueError(f"{path}: {key} differs from {paths[0]}'s; cannot average")
+    state = {}
+    for key, value in first["state_dict"].items():
+        if value.is_floating_point():
+            state[key] = sum(c["state_dict"][key].double() for c in ckpts).div(len(ckpts)).to(value.dtype)
+        else:
+            state[key] = value.clone()
+    meta = {k: v for k, v in first["meta"].items() if k not in ("epoch", "val_metrics")}
+    meta["averaged_from"] = [
+        {"path": str(p), "sha256": file_digest(Path(p)), "epoch": c["meta"].get("epoch")}
+        for p, c in zip(paths, ckpts, strict=True)
+    ]
+    if note:
+        meta["note"] = note
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": copy.deepcopy(first["model"]),
+        "state_dict": state,
+        "meta": meta,
+    }
