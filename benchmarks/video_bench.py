@@ -43,7 +43,7 @@ from personseg.inference import compose, refine
 from personseg.inference.io import read_image
 from personseg.inference.options import Background, RemoveOptions
 from personseg.video import Stabilizer, VideoOptions, process_video
-from personseg.video.stabilize import FlowStabilizer
+from personseg.video.pipeline import FrameProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine  # noqa: E402
@@ -51,8 +51,6 @@ from peers import DEFAULT_MEDIAPIPE, MediaPipeSelfie  # noqa: E402
 
 from personseg.data.split import patterns_for  # noqa: E402
 from personseg.evaluation import MAIN_SUBJECT, read_split_config, temporal_scores  # noqa: E402
-from personseg.inference.remove import postprocess  # noqa: E402
-from personseg.inference.subject import SubjectTracker  # noqa: E402
 
 ASSETS = Path(personseg.__file__).parent / "assets"
 SIZES = ("640x360", "1280x720", "1920x1080")
@@ -203,18 +201,19 @@ def load_sequences(root: Path) -> dict[str, list[tuple[Path, Path]]]:
     return sequences
 
 
-def video_path_masks(model, frames: list[np.ndarray], stabilizer, subject: SubjectTracker | None) -> list[np.ndarray]:
-    """Full-resolution alpha per frame exactly as ``personseg video`` makes it (without the compositing)."""
-    options = RemoveOptions()
-    threshold = options.threshold_for(model)
-    out = []
-    for rgb in frames:
-        low = model.predict_lowres([rgb])[0]
-        if stabilizer is not None:
-            low = stabilizer.update(low, rgb)
-        alpha = postprocess(rgb, refine.guided_upsample(low, rgb), options, threshold)
-        out.append(subject(alpha, rgb) if subject is not None else alpha)
-    return out
+def video_path_masks(
+    model, frames: list[np.ndarray], stabilizer: str | None, strength: float, subject: str = "all"
+) -> list[np.ndarray]:
+    """Full-resolution alpha per frame exactly as ``personseg video`` makes it (its ``FrameProcessor``, without
+    the compositing): ``stabilizer`` None is frame by frame; a temporal model is fed its previous output."""
+    options = VideoOptions(
+        smooth=stabilizer is not None,
+        stabilizer=stabilizer or "flow",
+        smooth_strength=strength,
+        remove=RemoveOptions(subject=subject),
+    )
+    processor = FrameProcessor(model, options, kind="mask")
+    return [processor(rgb).astype(np.float32) / 255.0 for rgb in frames]
 
 
 def real_footage(
@@ -226,18 +225,16 @@ def real_footage(
     loaded = {name: personseg.load_model(name, threads=threads) for name in models}
     runs: list[tuple[str, Callable]] = []
     for name, model in loaded.items():
-        runs.append((f"{name} per frame", lambda f, m=model: video_path_masks(m, f, None, None)))
-        runs.append((f"{name} plain stabiliser", lambda f, m=model: video_path_masks(m, f, Stabilizer(strength), None)))
-        runs.append(
-            (f"{name} video path (flow)", lambda f, m=model: video_path_masks(m, f, FlowStabilizer(strength), None))
-        )
+        runs.append((f"{name} per frame", lambda f, m=model: video_path_masks(m, f, None, strength)))
+        runs.append((f"{name} plain stabiliser", lambda f, m=model: video_path_masks(m, f, "plain", strength)))
+        runs.append((f"{name} video path (flow)", lambda f, m=model: video_path_masks(m, f, "flow", strength)))
     if DEFAULT_MEDIAPIPE.exists():
         peer = MediaPipeSelfie(threads=threads)
         runs.append(("mediapipe per frame", lambda f: [peer.predict(x) for x in f]))
     main_runs = [
         (
             f"{name} video path --subject main",
-            lambda f, m=model: video_path_masks(m, f, FlowStabilizer(strength), SubjectTracker()),
+            lambda f, m=model: video_path_masks(m, f, "flow", strength, "main"),
         )
         for name, model in loaded.items()
     ]
