@@ -278,6 +278,34 @@ def test_compositor_pastes_where_alpha_says():
         np.testing.assert_array_equal(changed, alpha > 0, err_msg=f"seed {seed}")
 
 
+def _pasted_box(alpha: np.ndarray) -> tuple[int, int]:
+    ys, xs = np.nonzero(alpha > 0.5)
+    return int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)
+
+
+@pytest.mark.parametrize("cut_at_bottom", [False, True])
+def test_compositor_turns_whole_body_people_only(cut_at_bottom):
+    background = np.broadcast_to(BG_COLOUR, (80, 80, 3)).copy()
+    thin = (np.broadcast_to(FG_COLOUR, (40, 10, 3)).copy(), np.ones((40, 10), np.float32), cut_at_bottom)
+    upright = Compositor([thin], [background], size=64, max_people=1)
+    turned = Compositor([thin], [background], size=64, max_people=1, rotate_prob=1.0)
+    lying = 0
+    for seed in range(40):
+        for comp in (upright, turned):
+            image, alpha = comp(np.random.default_rng(seed))
+            assert 0.0 <= alpha.min() and alpha.max() <= 1.0
+            changed = (image != BG_COLOUR).any(axis=2)
+            assert changed[alpha > 0.02].all() and not changed[alpha == 0].any(), f"seed {seed}"
+        h, w = _pasted_box(upright(np.random.default_rng(seed))[1])
+        assert h > w, f"seed {seed}: an unturned person is taller than wide"
+        h, w = _pasted_box(alpha)
+        lying += w > h
+    # Turned by a uniform angle, a 4:1 figure lies wider than tall about 40% of the time; upper-body shots never.
+    assert (lying == 0) if cut_at_bottom else (8 <= lying <= 32)
+    with pytest.raises(ValueError, match="rotate_prob"):
+        Compositor([thin], [background], size=64, rotate_prob=1.5)
+
+
 def test_compositor_keeps_soft_alpha():
     rgb = np.broadcast_to(FG_COLOUR, (30, 12, 3)).copy()
     background = np.broadcast_to(BG_COLOUR, (50, 50, 3)).copy()

@@ -147,6 +147,8 @@ def test_temporal_scores_against_hand_computed_values():
     assert out["temporal_error"] == pytest.approx(40.0)
     # still pixels 0, 2, 3: |dp| = 0.2, 0, 0.4 -> mean 0.2 -> 20
     assert out["flicker"] == pytest.approx(20.0)
+    # the truth moved at pixel 1 only: |dp - dg| there is 1 of the 4 pixels' 1.6 -> 25; the still ones give 15
+    assert out["te_moved"] == pytest.approx(25.0) and out["te_still"] == pytest.approx(15.0)
     assert out["frames"] == 2
     steady = temporal_scores([g0, g1], [g0, g1])
     assert steady["temporal_error"] == 0 and steady["flicker"] == 0 and steady["iou"] == 1

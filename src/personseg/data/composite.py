@@ -4,7 +4,8 @@ Foregrounds are RGBA cut-outs (soft alpha) or images whose mask is an exact matt
 photos). Each sample pastes 1-3 people at sizes from "small figure in the scene" to "portrait cropped by the
 frame" onto a random crop of a background photo (optionally, for a share ``pattern_prob`` of samples, with a
 synthetic flag, stripes, plaid or colour blocks from ``data.patterns`` over all or part of it); the target is the
-union of the pasted alphas.
+union of the pasted alphas. A share ``rotate_prob`` of the whole-body people is turned to any angle first: people
+upside down, cartwheeling or lying, in an upright scene (the real photos show almost none).
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class Compositor:
     """``compositor(rng) -> (rgb uint8 SxSx3, alpha float32 SxS)``.
 
     ``pattern_prob``: share of samples whose background gets a synthetic pattern of one of ``pattern_kinds``.
+    ``rotate_prob``: share of whole-body people (not upper-body shots, whose cut edge must stay at the bottom)
+    turned by an angle drawn uniformly from [-180, 180) degrees.
     """
 
     def __init__(
@@ -99,17 +102,21 @@ class Compositor:
         max_people: int = 3,
         pattern_prob: float = 0.0,
         pattern_kinds: Sequence[str] = KINDS,
+        rotate_prob: float = 0.0,
     ) -> None:
         if not foregrounds or not backgrounds:
             raise ValueError("compositing needs at least one foreground and one background")
         if not 0.0 <= pattern_prob <= 1.0:
             raise ValueError(f"pattern_prob must lie in [0, 1], got {pattern_prob}")
+        if not 0.0 <= rotate_prob <= 1.0:
+            raise ValueError(f"rotate_prob must lie in [0, 1], got {rotate_prob}")
         self.foregrounds = foregrounds
         self.backgrounds = backgrounds
         self.size = size
         self.max_people = max_people
         self.pattern_prob = pattern_prob
         self.pattern_kinds = check_kinds(pattern_kinds)
+        self.rotate_prob = rotate_prob
 
     def _background(self, rng: np.random.Generator) -> np.ndarray:
         crop = self._photo_background(rng)
@@ -162,6 +169,9 @@ class Compositor:
             a = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
             if rng.random() < 0.5:
                 fg, a = fg[:, ::-1], a[:, ::-1]
+            if not cut_at_bottom and self.rotate_prob and rng.random() < self.rotate_prob:
+                fg, a = _rotate(fg, a, float(rng.uniform(-180.0, 180.0)))
+                h, w = a.shape
             if rng.random() < 0.5:  # light the person a little differently from the scene
                 fg = np.clip(fg * rng.uniform(0.75, 1.2) + rng.uniform(-15, 15, size=3), 0, 255)
             x = int(rng.integers(-w // 3, s - 2 * w // 3 + 1)) if w < s else int(rng.integers(s - w, 1))
@@ -174,6 +184,20 @@ class Compositor:
                 y = int(rng.integers(0, max(1, s - h // 2)))
             _paste(image, alpha_total, fg, a, x, y)
         return np.clip(image, 0, 255).astype(np.uint8), alpha_total
+
+
+def _rotate(fg: np.ndarray, a: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """``fg`` and its alpha turned by ``degrees`` on a canvas large enough to hold all of it."""
+    h, w = a.shape
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), degrees, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(np.ceil(h * sin + w * cos)), int(np.ceil(h * cos + w * sin))
+    m[0, 2] += nw / 2.0 - w / 2.0
+    m[1, 2] += nh / 2.0 - h / 2.0
+    # Colours spread past the edge (no dark rim where the soft alpha meets the new corners); alpha is 0 there.
+    rgb = cv2.warpAffine(fg, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(a, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return rgb, alpha
 
 
 def _people_probs(max_people: int) -> np.ndarray:

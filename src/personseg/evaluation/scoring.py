@@ -252,7 +252,10 @@ def temporal_scores(preds: Sequence[np.ndarray], truths: Sequence[np.ndarray], t
     * ``temporal_error``: mean over frames t >= 1 of mean |(p_t - p_t-1) - (g_t - g_t-1)| x 100, the change the
       model makes that the truth does not (flicker plus lag);
     * ``flicker``: mean |p_t - p_t-1| x 100 over the pixels where the truth did not change, pooled over the
-      sequence.
+      sequence;
+    * ``te_still`` + ``te_moved`` = ``temporal_error``: its part from pixels where the truth stood still (what a
+      smoother can remove) and from pixels where the truth changed (a missed or lagging moving part: only a more
+      accurate mask removes it).
     """
     if len(preds) != len(truths) or not preds:
         raise ValueError(f"need as many predictions as truths (got {len(preds)} and {len(truths)}), at least one")
@@ -260,17 +263,23 @@ def temporal_scores(preds: Sequence[np.ndarray], truths: Sequence[np.ndarray], t
         _ratio(tp, tp + fp + fn)
         for tp, fp, fn, _ in (confusion(p, t, threshold) for p, t in zip(preds, truths, strict=True))
     ]
-    errors, still_sum, still_count = [], 0.0, 0
+    errors, moved_errors, still_sum, still_count = [], [], 0.0, 0
     for t in range(1, len(preds)):
         dp = preds[t].astype(np.float32) - preds[t - 1]
         dg = truths[t].astype(np.float32) - truths[t - 1]
-        errors.append(float(np.abs(dp - dg).mean()))
+        error = np.abs(dp - dg)
         still = dg == 0
+        errors.append(float(error.mean()))
+        moved_errors.append(float(error[~still].sum()) / error.size)
         still_sum += float(np.abs(dp[still]).sum())
         still_count += int(still.sum())
+    temporal_error = 100 * float(np.mean(errors)) if errors else 0.0
+    te_moved = 100 * float(np.mean(moved_errors)) if errors else 0.0
     return {
         "iou": float(np.mean(ious)),
-        "temporal_error": 100 * float(np.mean(errors)) if errors else 0.0,
+        "temporal_error": temporal_error,
+        "te_still": temporal_error - te_moved,
+        "te_moved": te_moved,
         "flicker": 100 * still_sum / still_count if still_count else 0.0,
         "frames": len(preds),
     }

@@ -97,7 +97,12 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
         if not foregrounds or not backgrounds:
             raise DatasetError("--composite-weight > 0 needs --cutouts or --matte-data, and --backgrounds")
         compositor = Compositor(
-            foregrounds, backgrounds, train_size, pattern_prob=cfg.pattern_backgrounds, pattern_kinds=cfg.pattern_kinds
+            foregrounds,
+            backgrounds,
+            train_size,
+            pattern_prob=cfg.pattern_backgrounds,
+            pattern_kinds=cfg.pattern_kinds,
+            rotate_prob=cfg.rotate_people,
         )
         train_sources.append(compositor)
         weights.append(cfg.composite_weight)

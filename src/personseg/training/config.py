@@ -83,6 +83,9 @@ class TrainConfig:
     pattern_kinds: list[str] = _f(
         list(PATTERN_KINDS), "which synthetic patterns --pattern-backgrounds draws", nargs="+", choices=PATTERN_KINDS
     )
+    rotate_people: float = _f(
+        0.0, "share of composited whole-body people turned to any angle (upside down, cartwheeling, lying)"
+    )
     skip_invalid: bool = _f(False, "skip broken pairs with a warning instead of failing")
     cache_max_side: int = _f(512, "keep images in memory downscaled to this long side (0: decode every time)")
     samples_per_epoch: int = _f(0, "training samples per epoch (0: the number of training pairs)")
@@ -144,6 +147,8 @@ class TrainConfig:
             self.encoder_weights = None
         if not 0 <= self.pattern_backgrounds <= 1:
             raise ValueError(f"--pattern-backgrounds must be in [0, 1], got {self.pattern_backgrounds}")
+        if not 0 <= self.rotate_people <= 1:
+            raise ValueError(f"--rotate-people must be in [0, 1], got {self.rotate_people}")
         if isinstance(self.pattern_kinds, str):  # "pattern_kinds: flag" in a YAML file
             self.pattern_kinds = [self.pattern_kinds]
         check_kinds(self.pattern_kinds, "--pattern-kinds")
@@ -152,6 +157,8 @@ class TrainConfig:
             raise ValueError("--temporal with --teacher: the teacher has no prior channel to learn from; pick one")
         if self.pattern_backgrounds > 0 and self.composite_weight <= 0:
             raise ValueError("--pattern-backgrounds draws behind composited people: it needs --composite-weight > 0")
+        if self.rotate_people > 0 and self.composite_weight <= 0:
+            raise ValueError("--rotate-people turns composited people: it needs --composite-weight > 0")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
