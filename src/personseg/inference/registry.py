@@ -35,7 +35,7 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "personseg-default": ShippedModel(
         filename="personseg-default.onnx",
-        sha256="2bc50c833a366ef6f899ea9199a452e01168ef3eefd61b36e61756bf58524a8f",
+        sha256="d9f5f769d1f4708d130a654ba25cd2fde55c9679ea5ec5154b9e749231d47627",
         description="best quality, int8 at 320x320: the default for photos",
         input_size=(320, 320),
     ),
