@@ -222,6 +222,23 @@ def run_train_py(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def test_keep_epochs_keeps_each_epochs_weights_only_when_asked(tmp_path):
+    data = make_folder(tmp_path / "data", 4)
+    val = make_folder(tmp_path / "val", 3, seed=10)
+    trainer.main(tiny_config(data, val, tmp_path / "plain"))
+    assert not list((tmp_path / "plain").glob("epoch*.pt"))
+    out = tmp_path / "kept"
+    trainer.main(tiny_config(data, val, out, keep_epochs=True))
+    assert sorted(p.name for p in out.glob("epoch*.pt")) == ["epoch001.pt", "epoch002.pt"]
+    last = read_checkpoint(out / "last.pt")
+    for epoch in (1, 2):
+        kept = read_checkpoint(out / f"epoch{epoch:03d}.pt")
+        assert "train_state" not in kept and kept["meta"]["epoch"] == epoch
+    for key, tensor in read_checkpoint(out / "epoch002.pt")["state_dict"].items():
+        torch.testing.assert_close(last["state_dict"][key], tensor, rtol=0, atol=0, msg=key)
+    assert "train_state" in last  # last.pt still resumes
+
+
 @pytest.mark.slow
 def test_seed_command_trains_then_resumes_exactly(tmp_path):
     data = make_folder(tmp_path / "data", 4)

@@ -124,6 +124,9 @@ class TrainConfig:
     # --- run
     output: str = _f("runs/train", "folder for checkpoints, logs and the resolved config")
     resume: bool = _f(False, "continue from OUTPUT/last.pt exactly where it stopped")
+    keep_epochs: bool = _f(
+        False, "also keep each epoch's weights as OUTPUT/epochNNN.pt (weights only), to choose one by a benchmark later"
+    )
     init_from: str | None = _f(None, "start from the weights of this checkpoint (fine-tuning)")
     teacher: str | None = _f(None, "distil from this checkpoint's soft masks (training batches at its input size)")
     distill_weight: float = _f(0.5, "share of the teacher's target in the loss when --teacher is set")

@@ -294,7 +294,9 @@ def restore(ckpt_path: Path, model, optimizer, scheduler, scaler, cfg: TrainConf
 
 
 def save_epoch(out: Path, model, ctx: EpochContext, scheduler, epoch: int, metrics, best: float, stale: int, improved):
-    """``last.pt`` (weights + what --resume needs) every epoch, ``best.pt`` (weights only) when it improved."""
+    """``last.pt`` (weights + what --resume needs) every epoch, ``best.pt`` (weights only) when it improved, and
+    with ``--keep-epochs`` this epoch's weights as ``epochNNN.pt``: the trainer's pick (in-loop, letterboxed) and the
+    full-resolution benchmark do not always agree, and a pick by the benchmark must be a file that stays."""
     train_state = {
         "epoch": epoch,
         "best_iou": best,
@@ -306,9 +308,11 @@ def save_epoch(out: Path, model, ctx: EpochContext, scheduler, epoch: int, metri
     }
     ckpt = make_checkpoint(model, checkpoint_meta(ctx.cfg, epoch, metrics), train_state)
     atomic_save(ckpt, out / "last.pt")
+    del ckpt["train_state"]
     if improved:
-        del ckpt["train_state"]
         atomic_save(ckpt, out / "best.pt")
+    if ctx.cfg.keep_epochs:
+        atomic_save(ckpt, out / f"epoch{epoch:03d}.pt")
 
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
