@@ -70,6 +70,8 @@ def test_shipped_model_finds_the_person_in_a_real_photo(name, photo):
 # helmet 0.17): strict xfail, so the mark must go the day a fast model passes.
 ASTRONAUT_FLAG_STRIP = (0, 250, 0, 60)
 ASTRONAUT_HELMET = (360, 500, 290, 490)
+#: The same flag lower down, the sliver between her arm and the photo's left edge (red and white stripes, no suit).
+ASTRONAUT_FLAG_BESIDE_ARM = (300, 450, 0, 8)
 OLD_FAST = pytest.param(
     "personseg-fast",
     marks=pytest.mark.xfail(strict=True, reason="issue 13: the fast model keeps the flag strip and half the helmet"),
@@ -80,6 +82,17 @@ OLD_FAST = pytest.param(
 def test_no_part_of_the_flag_beside_the_astronaut_is_kept(name):
     prob = personseg.load_model(name).predict(read_image(ASSETS / "astronaut.png").rgb)
     y0, y1, x0, x1 = ASTRONAUT_FLAG_STRIP
+    assert prob[y0:y1, x0:x1].mean() < 0.1
+
+
+SLIVER = "issue 13: the flag between her arm and the edge is kept (box mean ~0.9; v2 and v3 alike, looked at)"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.xfail(strict=True, reason=SLIVER)
+def test_no_flag_is_kept_between_the_astronauts_arm_and_the_edge(name):
+    prob = personseg.load_model(name).predict(read_image(ASSETS / "astronaut.png").rgb)
+    y0, y1, x0, x1 = ASTRONAUT_FLAG_BESIDE_ARM
     assert prob[y0:y1, x0:x1].mean() < 0.1
 
 
