@@ -1,8 +1,9 @@
 """Average the weights of fine-tunes of one model into one checkpoint (a "model soup").
 
-The shipped personseg-default is the mean of the finished v2 run and two epochs of its flag fine-tune:
+The v2 default (shipped in session 8, kept as checkpoints/personseg-default-v2-soup.pt) is the mean of the
+finished v2 run and epoch 2 of its flag fine-tune:
 
-    python scripts/average_checkpoints.py --output checkpoints/personseg-default.pt \
+    python scripts/average_checkpoints.py --output checkpoints/personseg-default-v2-soup.pt \
         checkpoints/personseg-default-v2-best.pt runs/personseg-default-v2-flags/epoch2.pt
 """
 

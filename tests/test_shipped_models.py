@@ -65,8 +65,8 @@ def test_shipped_model_finds_the_person_in_a_real_photo(name, photo):
 
 
 # The bundled demo photo is the first thing a new user sees (issue 13): no part of the US flag strip at the
-# astronaut's left may be kept, and the helmet in her hands is kept whole or not at all, never half. The v2 default
-# passes both (0.01 / 0.06); the fast model, distilled from the stage-2 default, still fails them (flag strip 0.78,
+# astronaut's left may be kept, and the helmet in her hands is kept whole or not at all, never half. The v3 default
+# passes both (0.00 / 0.06); the fast model, distilled from the stage-2 default, still fails them (flag strip 0.78,
 # helmet 0.17): strict xfail, so the mark must go the day a fast model passes.
 ASTRONAUT_FLAG_STRIP = (0, 250, 0, 60)
 ASTRONAUT_HELMET = (360, 500, 290, 490)

@@ -170,12 +170,20 @@ def test_pattern_background_options_are_checked(tmp_path):
     assert cfg.pattern_kinds == ["flag"]  # a YAML scalar becomes a one-item list
     cfg.save_yaml(tmp_path / "config.yaml")
     assert TrainConfig.from_yaml(tmp_path / "config.yaml") == cfg
-    with pytest.raises(ValueError, match="--pattern-backgrounds must be in"):
-        TrainConfig(composite_weight=1.0, pattern_backgrounds=1.5)
     with pytest.raises(ValueError, match="--pattern-kinds must be among .*'zebra'"):
         TrainConfig(composite_weight=1.0, pattern_kinds=["flag", "zebra"])
-    with pytest.raises(ValueError, match="needs --composite-weight"):
-        TrainConfig(pattern_backgrounds=0.2)
+
+
+@pytest.mark.parametrize("name", ["pattern_backgrounds", "rotate_people"])
+def test_shares_of_the_composites_are_checked(name):
+    flag = "--" + name.replace("_", "-")
+    assert getattr(TrainConfig(composite_weight=1.0, **{name: 0.3}), name) == 0.3
+    with pytest.raises(ValueError, match=f"{flag} must be in \\[0, 1\\], got 1.5"):
+        TrainConfig(composite_weight=1.0, **{name: 1.5})
+    with pytest.raises(ValueError, match=f"{flag} must be in"):
+        TrainConfig(composite_weight=1.0, **{name: -0.1})
+    with pytest.raises(ValueError, match=f"{flag} acts on composited people: it needs --composite-weight > 0"):
+        TrainConfig(**{name: 0.2})
 
 
 # --------------------------------------------------------------------------- a tiny overfit

@@ -106,10 +106,9 @@ class Compositor:
     ) -> None:
         if not foregrounds or not backgrounds:
             raise ValueError("compositing needs at least one foreground and one background")
-        if not 0.0 <= pattern_prob <= 1.0:
-            raise ValueError(f"pattern_prob must lie in [0, 1], got {pattern_prob}")
-        if not 0.0 <= rotate_prob <= 1.0:
-            raise ValueError(f"rotate_prob must lie in [0, 1], got {rotate_prob}")
+        for name, share in (("pattern_prob", pattern_prob), ("rotate_prob", rotate_prob)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {share}")
         self.foregrounds = foregrounds
         self.backgrounds = backgrounds
         self.size = size

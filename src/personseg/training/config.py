@@ -35,6 +35,10 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
+#: Options that are shares of the composited samples: each in [0, 1], and only meaningful with compositing on.
+COMPOSITE_SHARES = ("pattern_backgrounds", "rotate_people")
+
+
 @dataclass
 class TrainConfig:
     # --- model
@@ -148,20 +152,18 @@ class TrainConfig:
             raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.encoder_weights in ("none", "None", ""):
             self.encoder_weights = None
-        if not 0 <= self.pattern_backgrounds <= 1:
-            raise ValueError(f"--pattern-backgrounds must be in [0, 1], got {self.pattern_backgrounds}")
-        if not 0 <= self.rotate_people <= 1:
-            raise ValueError(f"--rotate-people must be in [0, 1], got {self.rotate_people}")
+        for name in COMPOSITE_SHARES:
+            share, flag = getattr(self, name), "--" + name.replace("_", "-")
+            if not 0 <= share <= 1:
+                raise ValueError(f"{flag} must be in [0, 1], got {share}")
+            if share > 0 and self.composite_weight <= 0:
+                raise ValueError(f"{flag} acts on composited people: it needs --composite-weight > 0")
         if isinstance(self.pattern_kinds, str):  # "pattern_kinds: flag" in a YAML file
             self.pattern_kinds = [self.pattern_kinds]
         check_kinds(self.pattern_kinds, "--pattern-kinds")
         check_patterns(self.val_patterns)
         if self.temporal and self.teacher:
             raise ValueError("--temporal with --teacher: the teacher has no prior channel to learn from; pick one")
-        if self.pattern_backgrounds > 0 and self.composite_weight <= 0:
-            raise ValueError("--pattern-backgrounds draws behind composited people: it needs --composite-weight > 0")
-        if self.rotate_people > 0 and self.composite_weight <= 0:
-            raise ValueError("--rotate-people turns composited people: it needs --composite-weight > 0")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
