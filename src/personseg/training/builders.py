@@ -143,8 +143,11 @@ def build_loaders(
     for name, ds in val_sets.items():
         # Shard validation by stride (no padding duplicates), so reduced metrics are exact.
         shard = Subset(ds, range(info.rank, len(ds), info.world_size)) if info.enabled else ds
+        # Not persistent either: each living worker is a fork of a process whose image cache (up to ~9 GB with
+        # cache_max_side 640) it slowly copies as Python touches the objects; one persistent worker per source
+        # (7 sources) filled the 24 GB machine and the run was killed for memory (session 10).
         val_loaders[name] = DataLoader(
-            shard, batch_size=cfg.batch_size, shuffle=False, persistent_workers=cfg.workers > 0, **common
+            shard, batch_size=cfg.batch_size, shuffle=False, persistent_workers=False, **common
         )
     return train_loader, val_loaders
 
