@@ -342,3 +342,35 @@ def test_average_checkpoints_is_the_mean_of_the_weights_and_says_so(tmp_path):
     )
     assert done.returncode == 2 and "wide.pt: a different model" in done.stderr
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_a_checkpoint_set_to_another_input_size_keeps_its_weights_and_says_how_it_was_trained(tmp_path):
+    import subprocess
+    import sys
+
+    model = small_model("unet", seed=0)
+    save_checkpoint(model, tmp_path / "a.pt", meta={"input_size": [64, 64], "epoch": 3})
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "set_input_size.py")
+    out = tmp_path / "at96.pt"
+    args = [sys.executable, script, str(tmp_path / "a.pt"), "--input-size", "96", "80", "--output", str(out)]
+    done = subprocess.run([*args, "--note", "run larger"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    loaded, meta = load_checkpoint(out)
+    assert meta["input_size"] == [96, 80] and meta["trained_input_size"] == [64, 64]
+    assert meta["note"] == "run larger" and meta["epoch"] == 3
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    # Set again: the size it was trained at is still the first one.
+    from personseg.models.checkpoint import with_input_size
+
+    assert with_input_size(out, (128, 128))["meta"]["trained_input_size"] == [64, 64]
+    # Nonsense sizes and missing files: a one-line error naming the file, exit 2, nothing written.
+    for bad, what in (
+        ([str(tmp_path / "a.pt"), "--input-size", "0", "64"], "a.pt: input size"),
+        ([str(tmp_path / "gone.pt"), "--input-size", "64", "64"], "gone.pt: checkpoint not found"),
+    ):
+        done = subprocess.run(
+            [sys.executable, script, *bad, "--output", str(tmp_path / "bad.pt")], capture_output=True, text=True
+        )
+        assert done.returncode == 2 and what in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.pt").exists()

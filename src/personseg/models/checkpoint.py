@@ -191,3 +191,22 @@ def average_checkpoints(paths: list[str | os.PathLike], note: str = "") -> dict[
         "state_dict": state,
         "meta": meta,
     }
+
+
+def with_input_size(path: str | os.PathLike, size: tuple[int, int], note: str = "") -> dict[str, Any]:
+    """The checkpoint at ``path`` set to run its network at ``size`` ([height, width]), weights unchanged.
+
+    A network trained at one input size can score better at another (the v3 default, trained at 320, is shipped
+    at 384). Inference and export read ``meta["input_size"]``; the size it was trained at stays in
+    ``meta["trained_input_size"]`` (and in ``train_config``), so the checkpoint still says how it was made.
+    """
+    height, width = (int(v) for v in size)
+    if height < 32 or width < 32:
+        raise ValueError(f"{path}: input size must be at least 32x32, got {height}x{width}")
+    ckpt = read_checkpoint(path)
+    meta = dict(ckpt["meta"])
+    meta.setdefault("trained_input_size", list(meta["input_size"]))
+    meta["input_size"] = [height, width]
+    if note:
+        meta["note"] = note
+    return {**ckpt, "meta": meta}
