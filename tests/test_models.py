@@ -349,7 +349,7 @@ def test_a_checkpoint_set_to_another_input_size_keeps_its_weights_and_says_how_i
     import sys
 
     model = small_model("unet", seed=0)
-    save_checkpoint(model, tmp_path / "a.pt", meta={"input_size": [64, 64], "epoch": 3})
+    save_checkpoint(model, tmp_path / "a.pt", meta={"input_size": [64, 64], "epoch": 3}, train_state={"epoch": 3})
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "set_input_size.py")
     out = tmp_path / "at96.pt"
     args = [sys.executable, script, str(tmp_path / "a.pt"), "--input-size", "96", "80", "--output", str(out)]
@@ -358,6 +358,7 @@ def test_a_checkpoint_set_to_another_input_size_keeps_its_weights_and_says_how_i
     loaded, meta = load_checkpoint(out)
     assert meta["input_size"] == [96, 80] and meta["trained_input_size"] == [64, 64]
     assert meta["note"] == "run larger" and meta["epoch"] == 3
+    assert "train_state" not in torch.load(out, weights_only=True)
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     # Set again: the size it was trained at is still the first one.

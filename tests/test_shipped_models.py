@@ -115,6 +115,9 @@ def test_checkpoint_for_fine_tuning_agrees_with_the_shipped_onnx(name):
     onnx_model = personseg.load_model(name)
     pt_model = personseg.load_model(path)
     rgb = read_image(ASSETS / "grace_hopper.jpg").rgb
-    # The fast ONNX runs the network at 160x160; its checkpoint carries the same input size.
+    # Each checkpoint carries the input size its ONNX file runs at (fast 160; the default 384, trained at 320).
+    assert meta["input_size"] == onnx_model.meta["input_size"] == list(registry.SHIPPED_MODELS[name].input_size)
+    # int8 against float: mean difference 0.012 for the default at 384 (0.007 at 320); the same float weights
+    # run at 320 instead differ from the shipped file by 0.021.
     diff = np.abs(onnx_model.predict(rgb) - pt_model.predict(rgb))
-    assert diff.mean() < 0.01
+    assert diff.mean() < 0.015

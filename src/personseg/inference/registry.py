@@ -35,9 +35,9 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "personseg-default": ShippedModel(
         filename="personseg-default.onnx",
-        sha256="d9f5f769d1f4708d130a654ba25cd2fde55c9679ea5ec5154b9e749231d47627",
-        description="best quality, int8 at 320x320: the default for photos",
-        input_size=(320, 320),
+        sha256="c148d330ae4cdf1ab9e1a7061ac168ada45e0dd02fa17822752fefdbf2e85dfd",
+        description="best quality, int8 at 384x384: the default for photos",
+        input_size=(384, 384),
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",

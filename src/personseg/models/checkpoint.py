@@ -198,7 +198,8 @@ def with_input_size(path: str | os.PathLike, size: tuple[int, int], note: str = 
 
     A network trained at one input size can score better at another (the v3 default, trained at 320, is shipped
     at 384). Inference and export read ``meta["input_size"]``; the size it was trained at stays in
-    ``meta["trained_input_size"]`` (and in ``train_config``), so the checkpoint still says how it was made.
+    ``meta["trained_input_size"]`` (and in ``train_config``), so the checkpoint still says how it was made. The
+    optimizer's state is dropped: the copy is for inference, export and ``--init-from``, not for ``--resume``.
     """
     height, width = (int(v) for v in size)
     if height < 32 or width < 32:
@@ -209,4 +210,4 @@ def with_input_size(path: str | os.PathLike, size: tuple[int, int], note: str = 
     meta["input_size"] = [height, width]
     if note:
         meta["note"] = note
-    return {**ckpt, "meta": meta}
+    return {**{k: v for k, v in ckpt.items() if k != "train_state"}, "meta": meta}
