@@ -15,7 +15,8 @@
    ``personseg.evaluation.temporal_scores``. Per sequence, then the mean over the sequences a model was not
    trained on and over those it was (``--trained-config``: the training config whose val_patterns held
    sequences out; without it, every sequence counts as unseen, true of the models shipped before v2).
-   Sequences where only the main subject is labelled (dance-jump) are reported apart, with ``--subject main``.
+   Sequences where only the main subject is labelled (dance-jump) are reported apart; ``--subject main`` runs on
+   every sequence (on one person it should score as ``all`` does).
 
     python benchmarks/video_bench.py --frames 30 --threads 2
     python benchmarks/video_bench.py --skip-speed --skip-stability --davis ../shared/data/davis_people \
@@ -250,7 +251,7 @@ def real_footage(
         stem = pairs[0][0].stem
         is_main = any(fnmatch.fnmatchcase(stem, g) for g in main_only)
         seen = held_out is not None and not any(fnmatch.fnmatchcase(stem, g) for g in held_out)
-        for label, run in runs + (main_runs if is_main else []):
+        for label, run in runs + main_runs:  # --subject main on every sequence: the same as all on one person
             scores = temporal_scores(run(frames), truths)
             if not is_main:
                 summary.setdefault((label, seen), []).append(scores)

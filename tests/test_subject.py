@@ -85,6 +85,33 @@ def test_tracker_chooses_afresh_after_the_subject_is_gone():
     assert outs[-1][50, 75] == 1.0  # then the one left in view
 
 
+def test_tracker_finds_its_subject_again_after_she_was_hidden():
+    """dance-jump: while the dancer is behind the grass the choice goes to someone in the audience; when she comes
+    back (a region of her size, scoring higher) she is the subject again, not the small bystander."""
+    tracker = SubjectTracker(patience=2)
+
+    def frame(dancer: bool) -> np.ndarray:
+        a = blob(np.zeros((200, 300), np.float32), 5, 30, 10, 30)  # a small bystander in the corner
+        return blob(a, 40, 190, 120, 180) if dancer else a
+
+    assert tracker(frame(True))[100, 150] == 1.0
+    hidden = [tracker(frame(False)) for _ in range(4)]
+    assert hidden[-1][15, 20] == 1.0  # with nobody else in view, the bystander is chosen afresh
+    back = tracker(frame(True))
+    assert back[100, 150] == 1.0 and back[15, 20] == 0.0
+
+
+def test_tracker_does_not_wait_for_a_speck():
+    """swing: as the woman swings away fast, the overlap can slip onto a speck; when she is found again elsewhere
+    there is nothing to wait for (the wait is for a subject hidden for a moment, not for a speck)."""
+    tracker = SubjectTracker()
+    assert tracker(blob(np.zeros((200, 300), np.float32), 40, 190, 120, 180))[100, 150] == 1.0
+    speck = blob(np.zeros((200, 300), np.float32), 100, 104, 150, 154)  # all that is left where she was
+    assert tracker(speck)[102, 152] == 1.0
+    back = tracker(blob(np.zeros((200, 300), np.float32), 40, 190, 200, 260))  # found again, further on
+    assert back[100, 230] == 1.0
+
+
 def test_bad_subject_value_is_named():
     assert check_subject("main") == "main"
     with pytest.raises(ValueError, match="--subject must be one of all, main"):

@@ -108,6 +108,11 @@ class SubjectTracker:
 
     The region overlapping the previous choice most (by pixels at the working size) stays chosen; when nothing
     overlaps it for ``patience`` frames (the person left, or a cut), the best-scoring region is chosen afresh.
+    The tracker remembers the subject's size (a running mean while it is followed): when what it follows is under a
+    third of that size (the subject was hidden and the choice went to someone small, or the overlap slipped onto a
+    speck as she moved away fast) and a bigger region scores higher, the choice moves there, so a subject who comes
+    back from behind an obstacle is found again. A bigger person walking past does not take over: the subject keeps
+    its size.
     """
 
     def __init__(self, threshold: float = 0.5, patience: int = 5) -> None:
@@ -115,9 +120,10 @@ class SubjectTracker:
         self.patience = patience
         self.previous: np.ndarray | None = None  # bool mask of the last choice at the working size
         self.missed = 0
+        self.size = 0.0  # the subject's area in working-size pixels (running mean); 0: none yet
 
     def reset(self) -> None:
-        self.previous, self.missed = None, 0
+        self.previous, self.missed, self.size = None, 0, 0.0
 
     def __call__(self, alpha: np.ndarray, rgb: np.ndarray | None = None) -> np.ndarray:
         regions = find_regions(alpha, rgb, self.threshold)
@@ -133,10 +139,23 @@ class SubjectTracker:
             if overlap.max() > 0:
                 choice = int(np.argmax(overlap))
         if choice is None:
-            if self.previous is not None and self.missed < self.patience:
-                self.missed += 1  # the subject may be hidden for a moment: keep nobody new yet
+            # The subject may be hidden for a moment: keep nobody new yet, unless what was followed last was only a
+            # speck (under a third of the subject's size): then there is nothing to wait for.
+            trusted = self.previous is not None and self.previous.sum() >= self.size / 3
+            if trusted and self.missed < self.patience:
+                self.missed += 1
                 return keep_regions(alpha, regions, [])
             choice = int(np.argmax(regions.scores))
+        area = np.bincount(regions.labels.ravel(), minlength=regions.count + 1).astype(np.float64)
+        if self.size > 0 and area[choice] < self.size / 3:
+            # Following someone far smaller than the subject was: take a bigger region that scores higher.
+            bigger = np.flatnonzero((area > area[choice]) & (regions.scores > regions.scores[choice]))
+            if bigger.size:
+                choice = int(bigger[np.argmax(regions.scores[bigger])])
+        if self.size == 0:
+            self.size = area[choice]
+        elif area[choice] >= self.size / 3:
+            self.size = 0.9 * self.size + 0.1 * area[choice]
         self.missed = 0
         self.previous = regions.labels == choice
         return keep_regions(alpha, regions, [choice]) if regions.count > 1 else alpha
