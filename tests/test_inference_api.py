@@ -169,3 +169,42 @@ def test_bad_arrays_and_metadata_are_explained(onnx_model) -> None:
         onnx_model.predict(np.zeros((10, 10, 3), np.uint8), upsample="nearest")
     with pytest.raises(ValueError, match="test.*lacks mean"):
         api.Segmenter({"input_size": [8, 8], "std": [1, 1, 1], "resize": "stretch", "threshold": 0.5}, "test")
+
+
+@pytest.mark.parametrize("shape", [(300, 200), (97, 150), (720, 1280), (40, 30)])
+def test_one_shared_downscale_gives_the_same_masks_as_three(onnx_model, shape) -> None:
+    """``shrink`` is the downscale preprocess makes; given it instead of the image, the network input is the same,
+    and as the guided filter's guide the mask is the same: sharing it changes no output, only saves time."""
+    from personseg.inference.refine import guided_upsample
+
+    rng = np.random.default_rng(sum(shape))
+    img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    small = onnx_model.shrink(img)
+    low = onnx_model.predict_lowres([img])[0]
+    assert small.shape[:2] == low.shape
+    assert np.array_equal(onnx_model.predict_lowres([small])[0], low)
+    if small.shape[0] < shape[0]:
+        assert np.array_equal(guided_upsample(low, img, guide=small), guided_upsample(low, img))
+    with pytest.raises(ValueError, match="guide is"):
+        guided_upsample(low, np.zeros((400, 400, 3), np.uint8), guide=small[:-1])
+
+
+def test_the_video_path_is_the_same_with_and_without_the_shared_downscale(onnx_model) -> None:
+    from personseg.video.pipeline import FrameProcessor, VideoOptions
+
+    class Unshared:  # the same model without shrink: the network, stabiliser and filter each downscale
+        def __init__(self, model):
+            self._model = model
+
+        def __getattr__(self, name):
+            if name == "shrink":
+                raise AttributeError(name)
+            return getattr(self._model, name)
+
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (180, 320, 3), dtype=np.uint8) for _ in range(4)]
+    frames[2] = frames[1]  # a still frame: the stabiliser keeps the past
+    shared = FrameProcessor(onnx_model, VideoOptions(), "mask")
+    plain = FrameProcessor(Unshared(onnx_model), VideoOptions(), "mask")
+    for frame in frames:
+        assert np.array_equal(shared(frame), plain(frame))

@@ -18,6 +18,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from personseg.inference import registry  # noqa: E402
 from personseg.inference.api import Segmenter, load_model  # noqa: E402
 from personseg.serve.app import API_KEY_ENV, create_app, parse_color  # noqa: E402
 from synthetic import two_people  # noqa: E402
@@ -91,7 +92,7 @@ def test_health_and_models(client):
     names = {m["name"]: m for m in models["models"]}
     assert set(names) == {"personseg-fast", "personseg-default"}
     assert names["personseg-fast"]["default"] and names["personseg-fast"]["loaded"]
-    assert names["personseg-fast"]["input_size"] == [160, 160]
+    assert names["personseg-fast"]["input_size"] == list(registry.SHIPPED_MODELS["personseg-fast"].input_size)
 
 
 def test_remove_multipart_gives_transparent_png_whose_alpha_is_the_mask(client, png):

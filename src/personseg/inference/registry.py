@@ -41,9 +41,9 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",
-        sha256="e47a81586ae1c85d5dbfc0d747b06d79ae53aa796d53ea7db5561557f858eb59",
-        description="the same network distilled at 160x160, int8: faster, for video and slow CPUs",
-        input_size=(160, 160),
+        sha256="b56d52434c6f84b07e4db8f52efe5f829cc39db8025ae5aa76474816182b182a",
+        description="the default's weights at 192x192, int8: faster, for live video and slow CPUs",
+        input_size=(192, 192),
     ),
 }
 

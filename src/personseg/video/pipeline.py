@@ -197,8 +197,8 @@ def _run(reader, writer, processor: FrameProcessor, progress) -> Path | None:
     predicted: queue.Queue = queue.Queue(size)
     rendered: queue.Queue = queue.Queue(size)
 
-    def render(frame, low, restarted) -> np.ndarray:
-        return processor.finish(frame.rgb, low, restarted)
+    def render(frame, low, restarted, guide) -> np.ndarray:
+        return processor.finish(frame.rgb, low, restarted, guide)
 
     threads = [
         threading.Thread(target=_decode_stage, args=(reader, decoded, stop), name="video-decode", daemon=True),
@@ -286,8 +286,8 @@ def _predict_stage(processor: FrameProcessor, inp: queue.Queue, out: queue.Queue
                     break
                 batch.append(item)
             if batch:
-                for frame, (low, restarted) in zip(batch, processor.predict([f.rgb for f in batch]), strict=True):
-                    if not _put(out, (frame, low, restarted), stop):
+                for frame, predicted in zip(batch, processor.predict([f.rgb for f in batch]), strict=True):
+                    if not _put(out, (frame, *predicted), stop):
                         return
             if done:
                 _put(out, item, stop)
@@ -302,8 +302,8 @@ def _map_stage(fn: Callable, inp: queue.Queue, out: queue.Queue, stop: threading
             if item is _END or isinstance(item, _Failure):
                 _put(out, item, stop)
                 return
-            frame, low, restarted = item
-            if not _put(out, (fn(frame, low, restarted), frame.pts), stop):
+            frame, *predicted = item
+            if not _put(out, (fn(frame, *predicted), frame.pts), stop):
                 return
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread
         _put(out, _Failure(exc), stop)
@@ -345,13 +345,26 @@ class FrameProcessor:
         """Load the background for frames of this size (errors come before any output exists)."""
         self.background.prepare(height, width)
 
-    def predict(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, bool]]:
-        """(stabilised low-resolution probability, restarted) for each RGB frame, in one network call; a temporal
-        model runs frame by frame, each given the previous frame's stabilised probability."""
+    def predict(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, bool, np.ndarray | None]]:
+        """(stabilised low-resolution probability, restarted, guide) for each RGB frame, in one network call; a
+        temporal model runs frame by frame, each given the previous frame's stabilised probability. ``guide`` is
+        the frame area-downscaled to the probability's size for :meth:`finish` (None when there is none to share);
+        the network, the stabiliser and the guided filter all use that one downscale."""
         small = [_downscale(rgb, self.options.internal_size) for rgb in frames]
-        if getattr(self.model, "temporal", False):
-            return [self._stabilize(self.model.predict_lowres([guide], [self._previous])[0], guide) for guide in small]
-        return [self._stabilize(low, guide) for low, guide in zip(self.model.predict_lowres(small), small, strict=True)]
+        shrink = getattr(self.model, "shrink", None)
+        seen = [shrink(s) for s in small] if shrink is not None else small
+        # Shared only where it is the same area downscale each of them would make of its own image.
+        motion = [v if v.shape[0] < s.shape[0] else s for v, s in zip(seen, small, strict=True)]
+        guides = [
+            v if s is rgb and v.shape[0] < rgb.shape[0] else None for v, s, rgb in zip(seen, small, frames, strict=True)
+        ]
+        if getattr(self.model, "temporal", False):  # one by one: each frame gets the last one's stabilised output
+            out = []
+            for v, m, g in zip(seen, motion, guides, strict=True):
+                out.append((*self._stabilize(self.model.predict_lowres([v], [self._previous])[0], m), g))
+            return out
+        lows = self.model.predict_lowres(seen)
+        return [(*self._stabilize(low, m), g) for low, m, g in zip(lows, motion, guides, strict=True)]
 
     def _stabilize(self, low: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, bool]:
         restarted = False
@@ -361,20 +374,21 @@ class FrameProcessor:
         self._previous = low
         return low, restarted
 
-    def finish(self, rgb: np.ndarray, low: np.ndarray, restarted: bool = False) -> np.ndarray:
+    def finish(
+        self, rgb: np.ndarray, low: np.ndarray, restarted: bool = False, guide: np.ndarray | None = None
+    ) -> np.ndarray:
         """The output frame from its (stabilised) probability: guided upsampling to the frame's size, the mask
         post-processing (the main subject first; the tracker forgets its choice when the stabiliser
         ``restarted``), then :func:`render_frame`."""
         if self.subject is not None and restarted:
             self.subject.reset()
         remove = self.options.remove
-        alpha = postprocess(rgb, refine.guided_upsample(low, rgb), remove, self.threshold, self.subject)
+        alpha = postprocess(rgb, refine.guided_upsample(low, rgb, guide=guide), remove, self.threshold, self.subject)
         return render_frame(rgb, alpha, self.kind, remove.foreground, self.background)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """One frame, start to finish."""
-        low, restarted = self.predict([rgb])[0]
-        return self.finish(rgb, low, restarted)
+        return self.finish(rgb, *self.predict([rgb])[0])
 
     def close(self) -> None:
         self.background.close()

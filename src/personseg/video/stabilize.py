@@ -72,7 +72,7 @@ class Stabilizer:
         """The stabilised probability (same shape as ``prob``) given this frame (any size RGB uint8)."""
         prob = prob.astype(np.float32, copy=False)
         h, w = prob.shape
-        small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        small = frame if frame.shape[:2] == (h, w) else cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
         guide = small.astype(np.float32) * (1.0 / 255.0)
         self.restarted = True
         if self.strength == 0.0 or self._prob is None or self._prob.shape != prob.shape:
