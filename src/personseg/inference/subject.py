@@ -38,6 +38,7 @@ class Regions:
     labels: np.ndarray  # int32 label map at the working size (0 = background)
     count: int  # number of regions (labels 1..count)
     scores: np.ndarray  # float64 (count + 1,), index 0 unused
+    areas: np.ndarray  # float64 (count + 1,): pixels of each region at the working size, index 0 the background
 
 
 def _work_size(h: int, w: int) -> tuple[int, int]:
@@ -58,7 +59,7 @@ def find_regions(alpha: np.ndarray, rgb: np.ndarray | None = None, threshold: fl
     count -= 1
     scores = np.zeros(count + 1)
     if count == 0:
-        return Regions(labels, 0, scores)
+        return Regions(labels, 0, scores, np.array([float(labels.size)]))
     flat = labels.ravel()
     area = np.bincount(flat, minlength=count + 1).astype(np.float64)
     yy, xx = np.mgrid[:wh, :ww]
@@ -77,7 +78,7 @@ def find_regions(alpha: np.ndarray, rgb: np.ndarray | None = None, threshold: fl
             sharpness = 0.5 + 0.5 * g / g_max
     scores = area / area[1:].sum() * centrality * sharpness
     scores[0] = 0.0
-    return Regions(labels, count, scores)
+    return Regions(labels, count, scores, area)
 
 
 def keep_regions(alpha: np.ndarray, regions: Regions, keep: list[int]) -> np.ndarray:
@@ -146,7 +147,7 @@ class SubjectTracker:
                 self.missed += 1
                 return keep_regions(alpha, regions, [])
             choice = int(np.argmax(regions.scores))
-        area = np.bincount(regions.labels.ravel(), minlength=regions.count + 1).astype(np.float64)
+        area = regions.areas
         if self.size > 0 and area[choice] < self.size / 3:
             # Following someone far smaller than the subject was: take a bigger region that scores higher.
             bigger = np.flatnonzero((area > area[choice]) & (regions.scores > regions.scores[choice]))
