@@ -350,7 +350,7 @@ def test_a_checkpoint_set_to_another_input_size_keeps_its_weights_and_says_how_i
 
     model = small_model("unet", seed=0)
     save_checkpoint(model, tmp_path / "a.pt", meta={"input_size": [64, 64], "epoch": 3}, train_state={"epoch": 3})
-    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "set_input_size.py")
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "set_inference.py")
     out = tmp_path / "at96.pt"
     args = [sys.executable, script, str(tmp_path / "a.pt"), "--input-size", "96", "80", "--output", str(out)]
     done = subprocess.run([*args, "--note", "run larger"], capture_output=True, text=True)
@@ -362,9 +362,9 @@ def test_a_checkpoint_set_to_another_input_size_keeps_its_weights_and_says_how_i
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     # Set again: the size it was trained at is still the first one.
-    from personseg.models.checkpoint import with_input_size
+    from personseg.models.checkpoint import with_inference
 
-    assert with_input_size(out, (128, 128))["meta"]["trained_input_size"] == [64, 64]
+    assert with_inference(out, (128, 128))["meta"]["trained_input_size"] == [64, 64]
     # Nonsense sizes and missing files: a one-line error naming the file, exit 2, nothing written.
     for bad, what in (
         ([str(tmp_path / "a.pt"), "--input-size", "0", "64"], "a.pt: input size"),
@@ -374,4 +374,37 @@ def test_a_checkpoint_set_to_another_input_size_keeps_its_weights_and_says_how_i
             [sys.executable, script, *bad, "--output", str(tmp_path / "bad.pt")], capture_output=True, text=True
         )
         assert done.returncode == 2 and what in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_a_checkpoint_can_ask_for_the_second_look_and_its_export_carries_it(tmp_path):
+    import subprocess
+    import sys
+
+    from personseg.export import export_onnx
+    from personseg.inference.api import load_model
+    from personseg.inference.zoom import ZoomSettings
+
+    save_checkpoint(small_model("unet", seed=0), tmp_path / "a.pt", meta={"input_size": [64, 64]})
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "set_inference.py")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+
+    assert run(str(tmp_path / "a.pt"), "--zoom", "--output", str(tmp_path / "z.pt")).returncode == 0
+    assert load_model(tmp_path / "z.pt", device="cpu").zoom == ZoomSettings()
+    assert load_model(export_onnx(tmp_path / "z.pt", tmp_path / "z.onnx"), providers="cpu").zoom == ZoomSettings()
+    done = run(
+        str(tmp_path / "z.pt"), "--zoom", "1.5", "0.2", "--input-size", "96", "96", "--output", str(tmp_path / "y.pt")
+    )
+    assert done.returncode == 0, done.stderr
+    _, meta = load_checkpoint(tmp_path / "y.pt")
+    assert meta["zoom"] == {"min_gain": 1.5, "margin": 0.2} and meta["input_size"] == [96, 96]
+    assert run(str(tmp_path / "y.pt"), "--no-zoom", "--output", str(tmp_path / "x.pt")).returncode == 0
+    assert "zoom" not in load_checkpoint(tmp_path / "x.pt")[1]
+    assert load_model(tmp_path / "a.pt", device="cpu").zoom is None
+    # Nothing asked, or a gain that would shrink the crop: exit 2 and nothing written.
+    assert run(str(tmp_path / "a.pt"), "--output", str(tmp_path / "bad.pt")).returncode == 2
+    done = run(str(tmp_path / "a.pt"), "--zoom", "0.5", "--output", str(tmp_path / "bad.pt"))
+    assert done.returncode == 2 and "a.pt: metadata zoom needs min_gain in [1, 100]" in done.stderr
     assert not (tmp_path / "bad.pt").exists()

@@ -32,6 +32,7 @@ EXAMPLES: dict[str, tuple[dict, dict]] = {
     "crop": ({}, {"crop": True}),
     "crop_margin": ({"crop": True}, {"crop": True, "crop_margin": 0.3}),
     "subject": ({}, {"subject": "main"}),
+    "zoom": ({}, {"zoom": False}),
     "color": ({"color": (255, 0, 0)}, {"color": (0, 0, 255)}),
     "image": ({"image": "BACKGROUND"}, {"image": "BACKGROUND2"}),
     "blur": ({"blur": 2.0}, {"blur": 8.0}),
@@ -54,7 +55,7 @@ def test_flags_and_query_names_come_from_the_spec():
     for f in PHOTO_FIELDS:
         dest = f.spec.flag_for(f.name).lstrip("-").replace("-", "_")
         assert hasattr(remove, dest), f.name
-        assert hasattr(video, dest) == (f.name not in ("crop", "crop_margin")), f.name
+        assert hasattr(video, dest) == (f.name not in ("zoom", "crop", "crop_margin")), f.name
         query = f.spec.query_for(f.name)
         if query is not None:
             assert query in RemoveQuery.model_fields, f.name
@@ -188,13 +189,24 @@ def _api(client, scene, values: dict) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def client(tiny_model):
+def zoom_model(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model, asking for the second look at the people (so that ``zoom`` has something to turn off)."""
+    from personseg.export import export_onnx
+    from personseg.models.checkpoint import atomic_save, with_inference
+
+    folder = tmp_path_factory.mktemp("zoom_model")
+    atomic_save(with_inference(tiny_model.checkpoint, zoom=True), folder / "tiny-zoom.pt")
+    return export_onnx(folder / "tiny-zoom.pt", folder / "tiny-zoom.onnx")
+
+
+@pytest.fixture(scope="module")
+def client(zoom_model):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
     from personseg.serve.app import create_app
 
-    with TestClient(create_app(str(tiny_model.onnx), threads=1)) as c:
+    with TestClient(create_app(str(zoom_model), threads=1)) as c:
         yield c
 
 
@@ -203,14 +215,14 @@ def _differ(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @pytest.mark.parametrize("field", list(EXAMPLES))
-def test_each_option_changes_the_output_everywhere(field, tiny_model, scene, client, tmp_path):
+def test_each_option_changes_the_output_everywhere(field, zoom_model, scene, client, tmp_path):
     from personseg.inference.api import load_model
 
     base, changed = EXAMPLES[field]
-    model = load_model(tiny_model.onnx, providers="cpu", threads=1)
+    model = load_model(zoom_model, providers="cpu", threads=1)
     python = [_python(model, scene, v) for v in (base, changed)]
     assert _differ(*python), f"{field} did not change the Python API's output"
-    cli = [_cli(tiny_model.onnx, scene, v, tmp_path / name) for v, name in ((base, "a"), (changed, "b"))]
+    cli = [_cli(zoom_model, scene, v, tmp_path / name) for v, name in ((base, "a"), (changed, "b"))]
     assert _differ(*cli), f"{field} did not change personseg remove's output"
     if field not in BACKGROUND_FIELDS:
         np.testing.assert_array_equal(cli[1], python[1])

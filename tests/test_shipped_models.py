@@ -114,6 +114,9 @@ def test_checkpoint_for_fine_tuning_agrees_with_the_shipped_onnx(name):
     rgb = read_image(ASSETS / "grace_hopper.jpg").rgb
     # Each checkpoint carries the input size its ONNX file runs at (the same weights: 384 and 192).
     assert meta["input_size"] == onnx_model.meta["input_size"] == list(registry.SHIPPED_MODELS[name].input_size)
+    # And the same second look at the people: the default's photos get it, the fast (video, live) model's not.
+    assert meta.get("zoom") == onnx_model.meta.get("zoom")
+    assert (onnx_model.zoom is not None) == (name == "personseg-default")
     # int8 against float: mean difference 0.012 for the default at 384 (0.007 at 320); the same float weights
     # run at 320 instead differ from the shipped file by 0.021.
     diff = np.abs(onnx_model.predict(rgb) - pt_model.predict(rgb))

@@ -22,6 +22,7 @@ import numpy as np
 
 from personseg.inference import registry
 from personseg.inference.refine import guided_upsample
+from personseg.inference.zoom import ZoomSettings, merge, zoom_box, zoom_settings
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class Segmenter:
         self.input_size = (int(meta["input_size"][0]), int(meta["input_size"][1]))
         self._mean = np.asarray(meta["mean"], np.float32) * 255.0
         self._inv_std = 1.0 / (np.asarray(meta["std"], np.float32) * 255.0)
+        self.zoom = zoom_settings(self.meta, source)
+        """The second look at the people this model asks for in its metadata (``personseg.inference.zoom``), or None."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source!r}, input_size={list(self.input_size)})"
@@ -176,33 +179,68 @@ class Segmenter:
                 out[i, 0, top : top + h, left : left + w] = np.clip(resized, 0.0, 1.0)
         return out
 
-    def predict(self, rgb: np.ndarray, upsample: str = "guided") -> np.ndarray:
+    def predict(self, rgb: np.ndarray, upsample: str = "guided", zoom: bool | None = None) -> np.ndarray:
         """Person probability (H x W float32 in [0, 1]) at ``rgb``'s size (H x W x 3 uint8 RGB).
 
         ``upsample="guided"`` follows the photo's edges (see :func:`~personseg.inference.refine.guided_upsample`);
-        ``"bilinear"`` is a plain resize.
+        ``"bilinear"`` is a plain resize. ``zoom``: the second pass on the crop around the people found
+        (:mod:`personseg.inference.zoom`); None as the model's metadata says, True with its settings (or the
+        defaults), False never.
         """
-        return self.predict_batch([rgb], upsample=upsample)[0]
+        return self.predict_batch([rgb], upsample=upsample, zoom=zoom)[0]
 
     def predict_batch(
-        self, images: Sequence[np.ndarray], upsample: str = "guided", batch_size: int = 8
+        self, images: Sequence[np.ndarray], upsample: str = "guided", batch_size: int = 8, zoom: bool | None = None
     ) -> list[np.ndarray]:
         """:meth:`predict` for several images, run through the network ``batch_size`` at a time."""
         if upsample not in ("guided", "bilinear"):
             raise ValueError(f"upsample={upsample!r}: use 'guided' or 'bilinear'")
         images = [_check_rgb(img) for img in images]
+        settings = self.zoom if zoom is None else (self.zoom or ZoomSettings()) if zoom else None
         out = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             seen = [self.shrink(img) for img in chunk]
-            for img, small, low in zip(chunk, seen, self.predict_lowres(seen), strict=True):
-                h, w = img.shape[:2]
-                if upsample == "guided":
-                    out.append(guided_upsample(low, img, guide=small if small.shape[0] < h else None))
-                else:
-                    interp = cv2.INTER_AREA if h <= low.shape[0] and w <= low.shape[1] else cv2.INTER_LINEAR
-                    out.append(np.clip(cv2.resize(low, (w, h), interpolation=interp), 0.0, 1.0))
+            lows = self.predict_lowres(seen)
+            probs = [
+                self._upsample(img, small, low, upsample) for img, small, low in zip(chunk, seen, lows, strict=True)
+            ]
+            out.extend(probs if settings is None else self._second_look(chunk, lows, probs, settings, upsample))
         return out
+
+    def _upsample(self, img: np.ndarray, small: np.ndarray, low: np.ndarray, upsample: str) -> np.ndarray:
+        h, w = img.shape[:2]
+        if upsample == "guided":
+            return guided_upsample(low, img, guide=small if small.shape[0] < h else None)
+        interp = cv2.INTER_AREA if h <= low.shape[0] and w <= low.shape[1] else cv2.INTER_LINEAR
+        return np.clip(cv2.resize(low, (w, h), interpolation=interp), 0.0, 1.0)
+
+    def _scale(self, h: int, w: int) -> tuple[float, float]:
+        """How much the network's input shrinks an h x w picture, (vertically, horizontally)."""
+        _, _, nh, nw = self._box(h, w)
+        return nh / h, nw / w
+
+    def _second_look(
+        self,
+        chunk: list[np.ndarray],
+        lows: list[np.ndarray],
+        probs: list[np.ndarray],
+        settings: ZoomSettings,
+        upsample: str,
+    ) -> list[np.ndarray]:
+        """``probs`` (the first passes of ``chunk`` at full resolution) with the crops around their people run
+        through the network (one call) and merged in."""
+        probs = list(probs)
+        boxes = [
+            zoom_box(low, img.shape[:2], self._scale, self.threshold, settings)
+            for img, low in zip(chunk, lows, strict=True)
+        ]
+        picked = [(i, box) for i, box in enumerate(boxes) if box is not None]
+        crops = [np.ascontiguousarray(chunk[i][t:b, left:r]) for i, (t, b, left, r) in picked]
+        seen = [self.shrink(c) for c in crops]
+        for (i, box), crop, small, low in zip(picked, crops, seen, self.predict_lowres(seen), strict=True):
+            probs[i] = merge(probs[i], self._upsample(crop, small, low, upsample), box, settings.margin)
+        return probs
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:

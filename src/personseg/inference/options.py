@@ -207,6 +207,15 @@ class RemoveOptions:
         choices=FOREGROUND_METHODS,
         api_choices=("blur", "none"),
     )
+    zoom: bool = option(
+        True,
+        "a second network pass on the crop around the people found, averaged with the first, when the model asks "
+        "for it (personseg-default does; photos only): finer edges for people who fill little of the photo, at up "
+        "to twice the network time",
+        flag="--no-zoom",
+        invert=True,
+        flag_help="no second pass on the crop around the people (faster; photos only)",
+    )
     crop: bool = option(False, "crop the outputs to the people's bounding box (photos only)")
     crop_margin: float = option(
         0.05, "margin around the crop, as a fraction of the box size", ge=0.0, le=1.0, metavar="FRACTION"

@@ -35,8 +35,8 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "personseg-default": ShippedModel(
         filename="personseg-default.onnx",
-        sha256="c148d330ae4cdf1ab9e1a7061ac168ada45e0dd02fa17822752fefdbf2e85dfd",
-        description="best quality, int8 at 384x384: the default for photos",
+        sha256="1f3c5fc97cd1bc7bf53128960a979f3b05a548f938eb180673ba8c666c8d6180",
+        description="best quality, int8 at 384x384 with a second look at the people: the default for photos",
         input_size=(384, 384),
     ),
     "personseg-fast": ShippedModel(

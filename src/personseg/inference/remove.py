@@ -123,7 +123,7 @@ def segment(
     loaded = read_image(image, max_pixels=max_pixels, name=name, max_memory=max_memory)
     rgb = loaded.rgb
     threshold = options.threshold_for(model)
-    alpha = postprocess(rgb, model.predict(rgb), options, threshold)
+    alpha = postprocess(rgb, model.predict(rgb, zoom=None if options.zoom else False), options, threshold)
     if options.crop:
         box = compose.person_box(alpha, threshold, options.crop_margin)
         if box is None:

@@ -13,6 +13,7 @@ A checkpoint is a dict of plain types and tensors (loadable with ``weights_only=
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import tempfile
 import zipfile
@@ -193,21 +194,37 @@ def average_checkpoints(paths: list[str | os.PathLike], note: str = "") -> dict[
     }
 
 
-def with_input_size(path: str | os.PathLike, size: tuple[int, int], note: str = "") -> dict[str, Any]:
-    """The checkpoint at ``path`` set to run its network at ``size`` ([height, width]), weights unchanged.
+def with_inference(
+    path: str | os.PathLike,
+    size: tuple[int, int] | None = None,
+    zoom: dict[str, float] | bool | None = None,
+    note: str = "",
+) -> dict[str, Any]:
+    """The checkpoint at ``path`` set to run differently at inference, weights unchanged.
 
-    A network trained at one input size can score better at another (the v3 default, trained at 320, is shipped
-    at 384). Inference and export read ``meta["input_size"]``; the size it was trained at stays in
-    ``meta["trained_input_size"]`` (and in ``train_config``), so the checkpoint still says how it was made. The
-    optimizer's state is dropped: the copy is for inference, export and ``--init-from``, not for ``--resume``.
+    ``size`` ([height, width]): the network's input size. A network trained at one input size can score better at
+    another (the v3 default, trained at 320, is shipped at 384). Inference and export read ``meta["input_size"]``;
+    the size it was trained at stays in ``meta["trained_input_size"]`` (and in ``train_config``), so the checkpoint
+    still says how it was made.
+    ``zoom``: the second look at the people (``personseg.inference.zoom``): its settings (``{"min_gain": 1.15,
+    "margin": 0.1}``), True for the defaults, False to remove it, None to leave it as it is.
+    The optimizer's state is dropped: the copy is for inference, export and ``--init-from``, not for ``--resume``.
     """
-    height, width = (int(v) for v in size)
-    if height < 32 or width < 32:
-        raise ValueError(f"{path}: input size must be at least 32x32, got {height}x{width}")
+    from personseg.inference.zoom import ZoomSettings, zoom_settings
+
     ckpt = read_checkpoint(path)
     meta = dict(ckpt["meta"])
-    meta.setdefault("trained_input_size", list(meta["input_size"]))
-    meta["input_size"] = [height, width]
+    if size is not None:
+        height, width = (int(v) for v in size)
+        if height < 32 or width < 32:
+            raise ValueError(f"{path}: input size must be at least 32x32, got {height}x{width}")
+        meta.setdefault("trained_input_size", list(meta["input_size"]))
+        meta["input_size"] = [height, width]
+    if zoom is False:
+        meta.pop("zoom", None)
+    elif zoom is not None:
+        settings = ZoomSettings() if zoom is True else zoom_settings({"zoom": dict(zoom)}, str(path))
+        meta["zoom"] = dataclasses.asdict(settings)
     if note:
         meta["note"] = note
     return {**{k: v for k, v in ckpt.items() if k != "train_state"}, "meta": meta}

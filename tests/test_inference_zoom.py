@@ -1,0 +1,137 @@
+"""The second look at the people (personseg.inference.zoom): where the crop is, when it runs, what it adds."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from personseg.inference.api import Segmenter
+from personseg.inference.zoom import ZoomSettings, merge, zoom_box, zoom_settings
+
+META = {"input_size": [64, 64], "mean": [0.5] * 3, "std": [0.5] * 3, "resize": "letterbox", "threshold": 0.5}
+
+
+class RedIsPerson(Segmenter):
+    """A network that calls a pixel person where it is red (at its own input resolution), and records its calls."""
+
+    def __init__(self, meta: dict) -> None:
+        super().__init__(meta, "red-is-person")
+        self.calls: list[np.ndarray] = []
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.append(batch.copy())
+        red, green = batch[:, 0:1], batch[:, 1:2]  # normalized to [-1, 1]
+        return np.clip((red - green) / 2, 0.0, 1.0).astype(np.float32)
+
+
+def landscape_with_a_standing_person(h: int = 120, w: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """A wide grey photo with a tall red figure (rows 20-100, columns 190-210) and, inside it, a 1 px grey line
+    the network can only see when the figure reaches it larger than the whole photo does."""
+    rgb = np.full((h, w, 3), 128, np.uint8)
+    person = np.zeros((h, w), bool)
+    person[20:100, 190:210] = True
+    rgb[person] = (255, 0, 0)
+    rgb[20:100, 200] = 128  # a gap between two legs, 1 px wide
+    return rgb, person
+
+
+def letterbox_scale(size: int = 64):
+    return lambda h, w: (min(size / h, size / w),) * 2
+
+
+def test_the_box_is_the_people_grown_by_the_margin_in_photo_pixels():
+    low = np.zeros((30, 100), np.float32)  # a 120 x 400 photo seen at 30 x 100
+    low[5:25, 47:53] = 0.9
+    box = zoom_box(low, (120, 400), letterbox_scale(), 0.5, ZoomSettings(min_gain=1.15, margin=0.1))
+    # rows 5-25 and columns 47-53 of the low-res map, grown by 10% (2 rows, 1 column), times 4.
+    assert box == (12, 108, 184, 216)
+
+
+def test_no_box_when_nobody_is_found_or_the_crop_would_not_be_larger():
+    settings = ZoomSettings()
+    assert zoom_box(np.zeros((30, 100), np.float32), (120, 400), letterbox_scale(), 0.5, settings) is None
+    everywhere = np.zeros((30, 100), np.float32)
+    everywhere[2:28, 5:95] = 1.0  # people across the photo: the crop is seen at about the same scale
+    assert zoom_box(everywhere, (120, 400), letterbox_scale(), 0.5, settings) is None
+    # A person as wide as the photo but half its height: a landscape crop of a landscape photo gains nothing.
+    wide = np.zeros((30, 100), np.float32)
+    wide[10:20, 0:100] = 1.0
+    assert zoom_box(wide, (120, 400), letterbox_scale(), 0.5, settings) is None
+    # A tall person in a square photo neither: the crop is as tall as the photo. Only both sides shorter gain.
+    tall = np.zeros((30, 30), np.float32)
+    tall[0:30, 12:18] = 1.0
+    assert zoom_box(tall, (120, 120), letterbox_scale(), 0.5, settings) is None
+    tall[:8], tall[-8:] = 0.0, 0.0
+    assert zoom_box(tall, (120, 120), letterbox_scale(), 0.5, settings) == (
+        28,
+        92,
+        44,
+        76,
+    )  # rows 8-22, columns 12-18, each grown by 1, times 4
+
+
+def test_merge_averages_inside_the_box_and_fades_out_across_its_margin():
+    first = np.zeros((100, 100), np.float32)
+    second = np.ones((60, 50), np.float32)
+    out = merge(first, second, (20, 80, 30, 80), margin=0.25)  # the margin band: 60 * 0.25 / 1.5 = 10 rows
+    assert (out[40:60, 45:65] == 0.5).all()  # the mean of both passes inside
+    assert out[:20].max() == 0 and out[:, :30].max() == 0 and first.max() == 0  # outside and the input untouched
+    # No hard rectangle: at each edge of the box the crop's weight is near 0 and grows across the band.
+    assert out[20, 55] < 0.05 and out[79, 55] < 0.05 and out[50, 30] < 0.05 and out[50, 79] < 0.05
+    assert np.all(np.diff(out[20:31, 55]) > 0) and out[30, 55] == 0.5
+    # A side on the photo's own edge has nothing to blend into: full weight up to it.
+    at_top = merge(first, second, (0, 60, 30, 80), margin=0.25)
+    assert at_top[0, 55] == 0.5 and at_top[59, 55] < 0.05
+
+
+def test_a_model_asking_for_zoom_runs_the_crop_and_sees_what_the_whole_photo_hid():
+    rgb, person = landscape_with_a_standing_person()
+    plain = RedIsPerson(META)
+    zoomed = RedIsPerson({**META, "zoom": {"min_gain": 1.15, "margin": 0.1}})
+    first = plain.predict(rgb, upsample="bilinear")
+    both = zoomed.predict(rgb, upsample="bilinear")
+    assert len(plain.calls) == 1 and len(zoomed.calls) == 2
+    # The second call saw the crop: a tall picture letterboxed into the square input, so its rows are full.
+    crop_input = zoomed.calls[1][0]
+    assert (crop_input[0] > crop_input[1]).any(axis=1).mean() > 0.8  # red in most rows (the whole photo: ~1/3)
+    # Outside the crop both agree; the gap between the legs is seen only from up close.
+    np.testing.assert_array_equal(both[:, :150], first[:, :150])
+    assert both[40:80, 200].mean() < first[40:80, 200].mean() - 0.1
+    assert both[person].mean() >= first[person].mean() - 0.05
+    # Turned off per call, the zoomed model gives exactly the plain one's answer with one network call.
+    zoomed.calls.clear()
+    np.testing.assert_array_equal(zoomed.predict(rgb, upsample="bilinear", zoom=False), first)
+    assert len(zoomed.calls) == 1
+    # And asked for on a model without it in its metadata, the defaults run.
+    np.testing.assert_allclose(plain.predict(rgb, upsample="bilinear", zoom=True), both, atol=1e-6)
+
+
+def test_a_batch_sends_every_crop_through_one_network_call_and_skips_photos_without_people():
+    rgb, _ = landscape_with_a_standing_person()
+    empty = np.full_like(rgb, 128)
+    model = RedIsPerson({**META, "zoom": {"min_gain": 1.15, "margin": 0.1}})
+    out = model.predict_batch([rgb, empty, rgb], upsample="bilinear")
+    assert [c.shape[0] for c in model.calls] == [3, 2]
+    np.testing.assert_array_equal(out[0], out[2])
+    assert out[1].max() == 0.0
+
+
+@pytest.mark.parametrize(
+    "zoom, problem",
+    [
+        ("yes", "must be an object"),
+        ({"min_gain": 1.2, "size": 3}, "must be an object"),
+        ({"min_gain": 0.5}, "min_gain in [1, 100]"),
+        ({"margin": 2}, "margin in [0, 1]"),
+        ({"min_gain": float("nan")}, "min_gain in [1, 100]"),
+        ({"min_gain": True}, "must be numbers"),
+    ],
+)
+def test_bad_zoom_metadata_is_a_one_line_error_naming_the_file(zoom, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)) as err:
+        zoom_settings({"zoom": zoom}, "model.onnx")
+    assert str(err.value).startswith("model.onnx: ") and "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="^red-is-person: metadata zoom"):
+        RedIsPerson({**META, "zoom": zoom})
