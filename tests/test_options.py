@@ -55,7 +55,7 @@ def test_flags_and_query_names_come_from_the_spec():
     for f in PHOTO_FIELDS:
         dest = f.spec.flag_for(f.name).lstrip("-").replace("-", "_")
         assert hasattr(remove, dest), f.name
-        assert hasattr(video, dest) == (f.name not in ("zoom", "crop", "crop_margin")), f.name
+        assert hasattr(video, dest) == (f.name not in ("crop", "crop_margin")), f.name
         query = f.spec.query_for(f.name)
         if query is not None:
             assert query in RemoveQuery.model_fields, f.name

@@ -179,9 +179,7 @@ def add_photo_options(parser: argparse.ArgumentParser, video: bool = False) -> N
     and a video may be a background."""
     from personseg.inference.options import Background, RemoveOptions
 
-    add_spec_options(
-        parser, RemoveOptions, "mask post-processing", exclude=("zoom", "crop", "crop_margin") if video else ()
-    )
+    add_spec_options(parser, RemoveOptions, "mask post-processing", exclude=("crop", "crop_margin") if video else ())
     add_spec_options(parser, Background, "background replacement (one of)", () if video else ("video",), exclusive=True)
 
 

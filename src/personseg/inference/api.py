@@ -215,7 +215,7 @@ class Segmenter:
         interp = cv2.INTER_AREA if h <= low.shape[0] and w <= low.shape[1] else cv2.INTER_LINEAR
         return np.clip(cv2.resize(low, (w, h), interpolation=interp), 0.0, 1.0)
 
-    def _scale(self, h: int, w: int) -> tuple[float, float]:
+    def input_scale(self, h: int, w: int) -> tuple[float, float]:
         """How much the network's input shrinks an h x w picture, (vertically, horizontally)."""
         _, _, nh, nw = self._box(h, w)
         return nh / h, nw / w
@@ -232,7 +232,7 @@ class Segmenter:
         through the network (one call) and merged in."""
         probs = list(probs)
         boxes = [
-            zoom_box(low, img.shape[:2], self._scale, self.threshold, settings)
+            zoom_box(low, img.shape[:2], self.input_scale, self.threshold, settings)
             for img, low in zip(chunk, lows, strict=True)
         ]
         picked = [(i, box) for i, box in enumerate(boxes) if box is not None]

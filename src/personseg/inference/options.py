@@ -210,11 +210,11 @@ class RemoveOptions:
     zoom: bool = option(
         True,
         "a second network pass on the crop around the people found, averaged with the first, when the model asks "
-        "for it (personseg-default does; photos only): finer edges for people who fill little of the photo, at up "
-        "to twice the network time",
+        "for it (personseg-default does): finer masks for people who fill little of the photo or frame, for up to "
+        "twice the network time (in a video the crop is held steady and stabilised on its own)",
         flag="--no-zoom",
         invert=True,
-        flag_help="no second pass on the crop around the people (faster; photos only)",
+        flag_help="no second pass on the crop around the people (faster)",
     )
     crop: bool = option(False, "crop the outputs to the people's bounding box (photos only)")
     crop_margin: float = option(

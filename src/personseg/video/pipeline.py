@@ -32,7 +32,9 @@ from personseg.inference import compose, refine
 from personseg.inference.options import Background, OptionError, RemoveOptions, check_options, option
 from personseg.inference.remove import postprocess
 from personseg.inference.subject import SubjectTracker
+from personseg.inference.zoom import merge
 from personseg.video.reader import VideoInfo, VideoReader, iter_looped
+from personseg.video.second_look import SecondLook
 from personseg.video.stabilize import DEFAULT_STRENGTH, STABILIZERS, FlowStabilizer, Stabilizer
 from personseg.video.writer import ALPHA_KINDS, OUTPUT_KINDS, VideoWriter, check_output, kind_from_path
 
@@ -197,8 +199,8 @@ def _run(reader, writer, processor: FrameProcessor, progress) -> Path | None:
     predicted: queue.Queue = queue.Queue(size)
     rendered: queue.Queue = queue.Queue(size)
 
-    def render(frame, low, restarted, guide) -> np.ndarray:
-        return processor.finish(frame.rgb, low, restarted, guide)
+    def render(frame, *predicted) -> np.ndarray:
+        return processor.finish(frame.rgb, *predicted)
 
     threads = [
         threading.Thread(target=_decode_stage, args=(reader, decoded, stop), name="video-decode", daemon=True),
@@ -340,16 +342,25 @@ class FrameProcessor:
         self.subject = SubjectTracker(self.threshold) if options.remove.subject == "main" else None
         self.background = FrameBackground(options, kind)
         self._previous: np.ndarray | None = None  # the last frame's probability: a temporal model's prior
+        zoom = getattr(model, "zoom", None) if options.remove.zoom else None
+        # The second look at the people, when the model asks for it (not for a temporal model: its prior is the
+        # whole frame's): a second network pass per frame on a steady crop, with its own stabiliser.
+        self.second_look = (
+            SecondLook(zoom, make_stabilizer(options))
+            if zoom is not None and not getattr(model, "temporal", False)
+            else None
+        )
 
     def prepare(self, height: int, width: int) -> None:
         """Load the background for frames of this size (errors come before any output exists)."""
         self.background.prepare(height, width)
 
-    def predict(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, bool, np.ndarray | None]]:
-        """(stabilised low-resolution probability, restarted, guide) for each RGB frame, in one network call; a
-        temporal model runs frame by frame, each given the previous frame's stabilised probability. ``guide`` is
-        the frame area-downscaled to the probability's size for :meth:`finish` (None when there is none to share);
-        the network, the stabiliser and the guided filter all use that one downscale."""
+    def predict(self, frames: Sequence[np.ndarray]) -> list[tuple]:
+        """(stabilised low-resolution probability, restarted, guide, second look) for each RGB frame, in one
+        network call (two with the second look); a temporal model runs frame by frame, each given the previous
+        frame's stabilised probability. ``guide`` is the frame area-downscaled to the probability's size for
+        :meth:`finish` (None when there is none to share); the network, the stabiliser and the guided filter all
+        use that one downscale. ``second look``: None, or what :meth:`finish` needs to merge the crop's pass."""
         small = [_downscale(rgb, self.options.internal_size) for rgb in frames]
         shrink = getattr(self.model, "shrink", None)
         seen = [shrink(s) for s in small] if shrink is not None else small
@@ -361,10 +372,40 @@ class FrameProcessor:
         if getattr(self.model, "temporal", False):  # one by one: each frame gets the last one's stabilised output
             out = []
             for v, m, g in zip(seen, motion, guides, strict=True):
-                out.append((*self._stabilize(self.model.predict_lowres([v], [self._previous])[0], m), g))
+                out.append((*self._stabilize(self.model.predict_lowres([v], [self._previous])[0], m), g, None))
             return out
         lows = self.model.predict_lowres(seen)
-        return [(*self._stabilize(low, m), g) for low, m, g in zip(lows, motion, guides, strict=True)]
+        firsts = [(*self._stabilize(low, m), g) for low, m, g in zip(lows, motion, guides, strict=True)]
+        if self.second_look is None:
+            return [(*first, None) for first in firsts]
+        return self._look_again(small, [s is rgb for s, rgb in zip(small, frames, strict=True)], firsts)
+
+    def _look_again(self, small: list[np.ndarray], full: list[bool], firsts: list[tuple]) -> list[tuple]:
+        """``firsts`` with the second look: the steady crop of each frame (``small``: as the network saw it,
+        ``full``: whether that is the frame itself) through the network in one call, stabilised on its own."""
+        look = self.second_look
+        boxes = []
+        for s, (low, restarted, _) in zip(small, firsts, strict=True):
+            if restarted:
+                look.reset()
+            boxes.append(look.box(low, s.shape[:2], self.model.input_scale, self.threshold))
+        picked = [i for i, (box, _) in enumerate(boxes) if box is not None]
+        crops = {
+            i: np.ascontiguousarray(small[i][boxes[i][0][0] : boxes[i][0][1], boxes[i][0][2] : boxes[i][0][3]])
+            for i in picked
+        }
+        seen = {i: self.model.shrink(crops[i]) for i in picked}
+        lows = dict(zip(picked, self.model.predict_lowres([seen[i] for i in picked]), strict=True))
+        out = []
+        for i, first in enumerate(firsts):
+            if i not in lows:
+                out.append((*first, None))
+                continue
+            (box, fresh), crop, v = boxes[i], crops[i], seen[i]
+            smaller = v.shape[0] < crop.shape[0]
+            low = look.stabilize(lows[i], v if smaller else crop, fresh)
+            out.append((*first, (box, small[i].shape[:2], low, v if smaller and full[i] else None)))
+        return out
 
     def _stabilize(self, low: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, bool]:
         restarted = False
@@ -375,16 +416,38 @@ class FrameProcessor:
         return low, restarted
 
     def finish(
-        self, rgb: np.ndarray, low: np.ndarray, restarted: bool = False, guide: np.ndarray | None = None
+        self,
+        rgb: np.ndarray,
+        low: np.ndarray,
+        restarted: bool = False,
+        guide: np.ndarray | None = None,
+        second: tuple | None = None,
     ) -> np.ndarray:
-        """The output frame from its (stabilised) probability: guided upsampling to the frame's size, the mask
-        post-processing (the main subject first; the tracker forgets its choice when the stabiliser
-        ``restarted``), then :func:`render_frame`."""
+        """The output frame from its (stabilised) probability: guided upsampling to the frame's size, merged with
+        the crop's (``second``, from :meth:`predict`) where there is one, the mask post-processing (the main
+        subject first; the tracker forgets its choice when the stabiliser ``restarted``), then
+        :func:`render_frame`."""
         if self.subject is not None and restarted:
             self.subject.reset()
         remove = self.options.remove
-        alpha = postprocess(rgb, refine.guided_upsample(low, rgb, guide=guide), remove, self.threshold, self.subject)
+        prob = refine.guided_upsample(low, rgb, guide=guide)
+        if second is not None:
+            prob = self._merge_second(rgb, prob, *second)
+        alpha = postprocess(rgb, prob, remove, self.threshold, self.subject)
         return render_frame(rgb, alpha, self.kind, remove.foreground, self.background)
+
+    def _merge_second(
+        self, rgb: np.ndarray, prob: np.ndarray, box: tuple, seen_hw: tuple, low: np.ndarray, guide
+    ) -> np.ndarray:
+        """``prob`` with the crop's probability merged in; ``box`` is in the frame the network saw (``seen_hw``:
+        smaller than ``rgb`` with ``--internal-size``)."""
+        h, w = rgb.shape[:2]
+        fy, fx = h / seen_hw[0], w / seen_hw[1]
+        top, bottom = round(box[0] * fy), max(round(box[0] * fy) + 1, round(box[1] * fy))
+        left, right = round(box[2] * fx), max(round(box[2] * fx) + 1, round(box[3] * fx))
+        crop = rgb[top:bottom, left:right]
+        second = refine.guided_upsample(low, crop, guide=guide if guide is not None and (fy, fx) == (1, 1) else None)
+        return merge(prob, second, (top, bottom, left, right), self.second_look.settings.margin)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """One frame, start to finish."""
