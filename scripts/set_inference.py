@@ -1,5 +1,5 @@
-"""Write a copy of a checkpoint that runs differently at inference: another input size, the second look at the
-people on or off (weights unchanged).
+"""Write a copy of a checkpoint that runs differently at inference: another input size or resize, the second look
+at the people on or off (weights unchanged).
 
 The v3 default was trained at 320x320 and scores better on the real-scene benchmark run at 384x384 with a second
 pass on the crop around the people found; the shipped checkpoint is that copy, so `personseg export` and
@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="the .pt checkpoint to copy")
     parser.add_argument("--input-size", nargs=2, type=int, default=None, metavar=("H", "W"))
+    parser.add_argument(
+        "--resize",
+        choices=("letterbox", "stretch"),
+        default=None,
+        help="letterbox: the photo keeps its aspect, padded; stretch: it is resized to the input's shape",
+    )
     zoom = parser.add_mutually_exclusive_group()
     zoom.add_argument(
         "--zoom",
@@ -45,16 +51,17 @@ def main(argv: list[str] | None = None) -> int:
         zoom_value = None
     else:
         zoom_value = dict(zip(("min_gain", "margin"), args.zoom, strict=False)) or True
-    if args.input_size is None and zoom_value is None:
-        parser.error("nothing to change: give --input-size, --zoom or --no-zoom")
+    if args.input_size is None and zoom_value is None and args.resize is None:
+        parser.error("nothing to change: give --input-size, --resize, --zoom or --no-zoom")
     try:
-        ckpt = with_inference(args.checkpoint, args.input_size, zoom_value, args.note)
+        ckpt = with_inference(args.checkpoint, args.input_size, zoom_value, args.note, args.resize)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     atomic_save(ckpt, args.output)
     meta = ckpt["meta"]
-    logging.info("wrote %s: input %dx%d, zoom %s", args.output, *meta["input_size"], meta.get("zoom", "off"))
+    size = "x".join(map(str, meta["input_size"]))
+    logging.info("wrote %s: input %s (%s), zoom %s", args.output, size, meta["resize"], meta.get("zoom", "off"))
     return 0
 
 

@@ -400,8 +400,12 @@ def test_a_checkpoint_can_ask_for_the_second_look_and_its_export_carries_it(tmp_
     assert done.returncode == 0, done.stderr
     _, meta = load_checkpoint(tmp_path / "y.pt")
     assert meta["zoom"] == {"min_gain": 1.5, "margin": 0.2} and meta["input_size"] == [96, 96]
-    assert run(str(tmp_path / "y.pt"), "--no-zoom", "--output", str(tmp_path / "x.pt")).returncode == 0
+    assert (
+        run(str(tmp_path / "y.pt"), "--no-zoom", "--resize", "stretch", "--output", str(tmp_path / "x.pt")).returncode
+        == 0
+    )
     assert "zoom" not in load_checkpoint(tmp_path / "x.pt")[1]
+    assert load_model(tmp_path / "x.pt", device="cpu").meta["resize"] == "stretch"
     assert load_model(tmp_path / "a.pt", device="cpu").zoom is None
     # Nothing asked, or a gain that would shrink the crop: exit 2 and nothing written.
     assert run(str(tmp_path / "a.pt"), "--output", str(tmp_path / "bad.pt")).returncode == 2

@@ -41,8 +41,8 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",
-        sha256="b56d52434c6f84b07e4db8f52efe5f829cc39db8025ae5aa76474816182b182a",
-        description="the default's weights at 192x192, int8: faster, for live video and slow CPUs",
+        sha256="096573d3d3b33343d3f50199948ae817be951b820ba3d4944e6e278bbfae8d78",
+        description="the default's weights at 192x192 (whole frame stretched), int8: for live video and slow CPUs",
         input_size=(192, 192),
     ),
 }

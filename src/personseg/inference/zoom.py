@@ -10,8 +10,8 @@ fasseg_heads, whose people fill the photo, never trigger it (docs/experiments.md
 the box instead of averaging scored lower (davis_people 0.783), as did weighting either pass 0.65.
 
 A model asks for it in its metadata (``"zoom": {"min_gain": 1.15, "margin": 0.1}``, see :func:`zoom_settings`);
-``predict(..., zoom=False)`` or ``personseg remove --no-zoom`` turns it off. Photos only: video frames go through
-``predict_lowres``, whose cost per frame stays one network call.
+``predict(..., zoom=False)`` or ``--no-zoom`` turns it off. ``personseg video`` and ``live`` take it too, on a crop
+held steady from frame to frame and stabilised on its own (:mod:`personseg.video.second_look`).
 """
 
 from __future__ import annotations

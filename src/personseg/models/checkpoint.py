@@ -199,6 +199,7 @@ def with_inference(
     size: tuple[int, int] | None = None,
     zoom: dict[str, float] | bool | None = None,
     note: str = "",
+    resize: str | None = None,
 ) -> dict[str, Any]:
     """The checkpoint at ``path`` set to run differently at inference, weights unchanged.
 
@@ -208,6 +209,8 @@ def with_inference(
     still says how it was made.
     ``zoom``: the second look at the people (``personseg.inference.zoom``): its settings (``{"min_gain": 1.15,
     "margin": 0.1}``), True for the defaults, False to remove it, None to leave it as it is.
+    ``resize``: how a photo becomes the network's input, ``"letterbox"`` (aspect kept, padded) or ``"stretch"``
+    (every input pixel used, the photo distorted to the input's shape; the fast model runs so since session 11).
     The optimizer's state is dropped: the copy is for inference, export and ``--init-from``, not for ``--resume``.
     """
     from personseg.inference.zoom import ZoomSettings, zoom_settings
@@ -220,6 +223,10 @@ def with_inference(
             raise ValueError(f"{path}: input size must be at least 32x32, got {height}x{width}")
         meta.setdefault("trained_input_size", list(meta["input_size"]))
         meta["input_size"] = [height, width]
+    if resize is not None:
+        if resize not in ("letterbox", "stretch"):
+            raise ValueError(f"{path}: resize must be letterbox or stretch, got {resize!r}")
+        meta["resize"] = resize
     if zoom is False:
         meta.pop("zoom", None)
     elif zoom is not None:
