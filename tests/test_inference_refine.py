@@ -186,3 +186,16 @@ def test_person_box_with_margin() -> None:
     assert compose.person_box(alpha, margin=0.1) == (16, 64, 40, 160)
     assert compose.person_box(alpha, margin=5) == (0, 100, 0, 200)
     assert compose.person_box(np.zeros((5, 5), np.float32)) is None
+
+
+def test_the_closed_form_3x3_solve_matches_numpy():
+    from personseg.inference.refine import _solve_symmetric3
+
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(20, 30, 3, 3))
+    spd = m @ np.swapaxes(m, -1, -2) + 1e-4 * np.eye(3)  # covariances + eps, as the guided filter has them
+    spd[0, 0] = 1e-4 * np.eye(3) + 1e-3  # a flat, grey window: nearly singular but for eps
+    v = rng.normal(size=(20, 30, 3))
+    expected = np.linalg.solve(spd, v[..., None])[..., 0]
+    upper = {(i, j): spd[..., i, j] for i in range(3) for j in range(i, 3)}
+    np.testing.assert_allclose(_solve_symmetric3(upper, v), expected, rtol=1e-6, atol=1e-6)

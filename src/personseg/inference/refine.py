@@ -28,6 +28,23 @@ def _box(x: np.ndarray, radius: int) -> np.ndarray:
     return cv2.boxFilter(x, -1, (k, k), normalize=True, borderType=cv2.BORDER_REFLECT)
 
 
+def _solve_symmetric3(s: dict[tuple[int, int], np.ndarray], v: np.ndarray) -> np.ndarray:
+    """x with S x = v per pixel, S symmetric 3x3 given by its upper entries ``s[i, j]`` (H x W each), v H x W x 3:
+    the adjugate over the determinant, elementwise (~5x faster than ``np.linalg.solve`` on a batch of 3x3)."""
+    s00, s01, s02, s11, s12, s22 = s[0, 0], s[0, 1], s[0, 2], s[1, 1], s[1, 2], s[2, 2]
+    c00, c01, c02 = s11 * s22 - s12 * s12, s02 * s12 - s01 * s22, s01 * s12 - s02 * s11
+    c11, c12, c22 = s00 * s22 - s02 * s02, s01 * s02 - s00 * s12, s00 * s11 - s01 * s01
+    inv_det = 1.0 / (s00 * c00 + s01 * c01 + s02 * c02)
+    v0, v1, v2 = v[..., 0], v[..., 1], v[..., 2]
+    return np.dstack(
+        [
+            (c00 * v0 + c01 * v1 + c02 * v2) * inv_det,
+            (c01 * v0 + c11 * v1 + c12 * v2) * inv_det,
+            (c02 * v0 + c12 * v1 + c22 * v2) * inv_det,
+        ]
+    )
+
+
 def guided_filter_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
     """Colour guided filter coefficients: H x W x 4 float32 holding (a_r, a_g, a_b, b), already box-averaged.
 
@@ -39,13 +56,12 @@ def guided_filter_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, 
     mean_p = _box(src, radius)
     cov_ip = _box(guide * src[..., None], radius) - mean_i * mean_p[..., None]
     # The 3x3 covariance of the guide in each window, regularised by eps (larger eps: smoother, less edge-hugging).
-    sigma = np.empty((h, w, 3, 3), np.float32)
+    s = {}
     for i in range(3):
         for j in range(i, 3):
             v = _box(guide[..., i] * guide[..., j], radius) - mean_i[..., i] * mean_i[..., j]
-            sigma[..., i, j] = sigma[..., j, i] = v
-    sigma += eps * np.eye(3, dtype=np.float32)
-    a = np.linalg.solve(sigma.reshape(-1, 3, 3), cov_ip.reshape(-1, 3, 1)).reshape(h, w, 3)
+            s[i, j] = v.astype(np.float64) + (eps if i == j else 0.0)
+    a = _solve_symmetric3(s, cov_ip.astype(np.float64)).astype(np.float32)
     b = mean_p - (a * mean_i).sum(-1)
     return _box(np.dstack([a, b[..., None]]).astype(np.float32), radius)
 
