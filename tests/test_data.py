@@ -216,6 +216,19 @@ def test_train_transform_keeps_masks_binary_and_aligned():
         assert set(np.unique(out_mask)) <= {0.0, 1.0}
 
 
+def test_whole_images_are_stretched_for_a_model_that_runs_stretched():
+    wide = np.full((32, 96, 3), 200, np.uint8)
+    everywhere = np.ones((32, 96), np.float32)
+    cover = {}
+    for resize in ("letterbox", "stretch"):
+        whole_only = train_transform(48, letterbox_prob=1.0, strength=0.0, resize=resize)
+        cover[resize] = np.mean([apply(whole_only, wide, everywhere, seed=s)[1].mean() for s in range(12)])
+    # Letterboxed, a 3:1 photo fills a third of the square (less when zoomed out); stretched, all of it.
+    assert cover["letterbox"] < 0.34 and cover["stretch"] > 2.5 * cover["letterbox"]
+    with pytest.raises(ValueError, match="resize='crop'"):
+        train_transform(48, resize="crop")
+
+
 def test_train_transform_same_seed_same_output():
     image, mask = person(64, 80, seed=1)
     mask = mask.astype(np.float32)

@@ -39,8 +39,13 @@ def photometric(strength: float = 1.0) -> list:
     ]
 
 
-def train_transform(size: int, letterbox_prob: float = 0.4, strength: float = 1.0) -> A.Compose:
-    """Random crops and whole-image letterboxes (small people, padding like at inference), flips, rotation."""
+def train_transform(
+    size: int, letterbox_prob: float = 0.4, strength: float = 1.0, resize: str = "letterbox"
+) -> A.Compose:
+    """Random crops and whole images (small people; letterboxed or, for a model that runs ``resize="stretch"``,
+    stretched to the square input, as inference will show them), flips, rotation."""
+    if resize not in ("letterbox", "stretch"):
+        raise ValueError(f"resize={resize!r}: use 'letterbox' or 'stretch'")
     crop = A.RandomResizedCrop(
         size=(size, size),
         scale=(0.2, 1.0),
@@ -48,9 +53,10 @@ def train_transform(size: int, letterbox_prob: float = 0.4, strength: float = 1.
         interpolation=cv2.INTER_LINEAR,
         mask_interpolation=cv2.INTER_NEAREST,
     )
+    whole = letterbox(size) if resize == "letterbox" else [A.Resize(size, size, interpolation=cv2.INTER_AREA)]
     zoom_out = A.Compose(
         [
-            *letterbox(size),
+            *whole,
             A.Affine(
                 scale=(0.45, 1.1),
                 translate_percent=(-0.2, 0.2),

@@ -113,7 +113,7 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
         train_sources,
         weights,
         length,
-        pair_transform=train_transform(train_size, cfg.letterbox_prob, cfg.aug_strength),
+        pair_transform=train_transform(train_size, cfg.letterbox_prob, cfg.aug_strength, cfg.resize),
         composite_transform=composite_transform(cfg.aug_strength),
         seed=cfg.seed,
     )

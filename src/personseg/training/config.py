@@ -96,7 +96,7 @@ class TrainConfig:
     input_size: int = _f(256, "square training/inference size in pixels")
     resize: str = _f(
         "letterbox",
-        "inference resize: letterbox (keep aspect, pad) or stretch",
+        "inference resize: letterbox (keep aspect, pad) or stretch; training shows whole images the same way",
         choices=["letterbox", "stretch"],
     )
     mean: list[float] = _f(IMAGENET_MEAN, "normalisation mean (RGB in [0,1])", nargs=3)
