@@ -127,3 +127,14 @@ def test_the_first_frame_is_close_to_the_photo_paths_mask():
     no_zoom = compose.alpha_to_uint8(segment(standing_figure(), model, RemoveOptions(zoom=False)).alpha)
     # The video's box is the photo's grown by 10% (room to move), so the crop is seen a little smaller.
     assert np.abs(video_first.astype(int) - photo).mean() < 0.5 < np.abs(no_zoom.astype(int) - photo).mean()
+
+
+def test_with_internal_size_the_box_is_scaled_back_to_the_full_frame():
+    model = BlurryRedIsPerson(ZOOM_META)
+    full = FrameProcessor(model, VideoOptions(), kind="mask")(standing_figure())
+    model.calls.clear()
+    halved = FrameProcessor(model, VideoOptions(internal_size=200), kind="mask")(standing_figure())
+    assert len(model.calls) == 2 and halved.shape == full.shape == (120, 400)
+    inside = (slice(30, 90), slice(188, 212))
+    assert abs(float(halved[inside].mean()) - float(full[inside].mean())) < 15
+    assert halved[:, :150].max() == full[:, :150].max() == 0

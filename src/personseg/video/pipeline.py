@@ -440,13 +440,13 @@ class FrameProcessor:
         self, rgb: np.ndarray, prob: np.ndarray, box: tuple, seen_hw: tuple, low: np.ndarray, guide
     ) -> np.ndarray:
         """``prob`` with the crop's probability merged in; ``box`` is in the frame the network saw (``seen_hw``:
-        smaller than ``rgb`` with ``--internal-size``)."""
+        smaller than ``rgb`` with ``--internal-size``; ``guide`` is given only when it is ``rgb`` itself)."""
         h, w = rgb.shape[:2]
         fy, fx = h / seen_hw[0], w / seen_hw[1]
         top, bottom = round(box[0] * fy), max(round(box[0] * fy) + 1, round(box[1] * fy))
         left, right = round(box[2] * fx), max(round(box[2] * fx) + 1, round(box[3] * fx))
         crop = rgb[top:bottom, left:right]
-        second = refine.guided_upsample(low, crop, guide=guide if guide is not None and (fy, fx) == (1, 1) else None)
+        second = refine.guided_upsample(low, crop, guide=guide)
         return merge(prob, second, (top, bottom, left, right), self.second_look.settings.margin)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
