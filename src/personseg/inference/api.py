@@ -220,6 +220,19 @@ class Segmenter:
         _, _, nh, nw = self._box(h, w)
         return nh / h, nw / w
 
+    def predict_crops(
+        self, images: Sequence[np.ndarray], boxes: Sequence[tuple[int, int, int, int] | None]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+        """For each image its crop ``(top, bottom, left, right)`` through the network, all in one call: (crop, the
+        crop as the network saw it, its low-resolution probability), or None where the box is None."""
+        picked = [i for i, box in enumerate(boxes) if box is not None]
+        crops = [np.ascontiguousarray(images[i][boxes[i][0] : boxes[i][1], boxes[i][2] : boxes[i][3]]) for i in picked]
+        seen = [self.shrink(c) for c in crops]
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(boxes)
+        for i, crop, small, low in zip(picked, crops, seen, self.predict_lowres(seen), strict=True):
+            out[i] = (crop, small, low)
+        return out
+
     def _second_look(
         self,
         chunk: list[np.ndarray],
@@ -230,17 +243,14 @@ class Segmenter:
     ) -> list[np.ndarray]:
         """``probs`` (the first passes of ``chunk`` at full resolution) with the crops around their people run
         through the network (one call) and merged in."""
-        probs = list(probs)
         boxes = [
             zoom_box(low, img.shape[:2], self.input_scale, self.threshold, settings)
             for img, low in zip(chunk, lows, strict=True)
         ]
-        picked = [(i, box) for i, box in enumerate(boxes) if box is not None]
-        crops = [np.ascontiguousarray(chunk[i][t:b, left:r]) for i, (t, b, left, r) in picked]
-        seen = [self.shrink(c) for c in crops]
-        for (i, box), crop, small, low in zip(picked, crops, seen, self.predict_lowres(seen), strict=True):
-            probs[i] = merge(probs[i], self._upsample(crop, small, low, upsample), box, settings.margin)
-        return probs
+        return [
+            prob if looked is None else merge(prob, self._upsample(*looked, upsample), box, settings.margin)
+            for prob, box, looked in zip(probs, boxes, self.predict_crops(chunk, boxes), strict=True)
+        ]
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:

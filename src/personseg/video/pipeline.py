@@ -389,21 +389,15 @@ class FrameProcessor:
             if restarted:
                 look.reset()
             boxes.append(look.box(low, s.shape[:2], self.model.input_scale, self.threshold))
-        picked = [i for i, (box, _) in enumerate(boxes) if box is not None]
-        crops = {
-            i: np.ascontiguousarray(small[i][boxes[i][0][0] : boxes[i][0][1], boxes[i][0][2] : boxes[i][0][3]])
-            for i in picked
-        }
-        seen = {i: self.model.shrink(crops[i]) for i in picked}
-        lows = dict(zip(picked, self.model.predict_lowres([seen[i] for i in picked]), strict=True))
+        looked = self.model.predict_crops(small, [box for box, _ in boxes])
         out = []
         for i, first in enumerate(firsts):
-            if i not in lows:
+            if looked[i] is None:
                 out.append((*first, None))
                 continue
-            (box, fresh), crop, v = boxes[i], crops[i], seen[i]
+            (box, fresh), (crop, v, low) = boxes[i], looked[i]
             smaller = v.shape[0] < crop.shape[0]
-            low = look.stabilize(lows[i], v if smaller else crop, fresh)
+            low = look.stabilize(low, v if smaller else crop, fresh)
             out.append((*first, (box, small[i].shape[:2], low, v if smaller and full[i] else None)))
         return out
 
