@@ -23,6 +23,15 @@ def letterbox(size: int) -> list:
     ]
 
 
+def whole_image(size: int, resize: str = "letterbox") -> list:
+    """The whole image at ``size`` x ``size`` as the model will see it: letterboxed, or stretched to the square."""
+    if resize == "letterbox":
+        return letterbox(size)
+    if resize == "stretch":
+        return [A.Resize(size, size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST)]
+    raise ValueError(f"resize={resize!r}: use 'letterbox' or 'stretch'")
+
+
 def photometric(strength: float = 1.0) -> list:
     """Colour, light, blur, noise and compression: cameras, webcams and dark rooms."""
     s = strength
@@ -44,8 +53,7 @@ def train_transform(
 ) -> A.Compose:
     """Random crops and whole images (small people; letterboxed or, for a model that runs ``resize="stretch"``,
     stretched to the square input, as inference will show them), flips, rotation."""
-    if resize not in ("letterbox", "stretch"):
-        raise ValueError(f"resize={resize!r}: use 'letterbox' or 'stretch'")
+    whole = whole_image(size, resize)
     crop = A.RandomResizedCrop(
         size=(size, size),
         scale=(0.2, 1.0),
@@ -53,7 +61,6 @@ def train_transform(
         interpolation=cv2.INTER_LINEAR,
         mask_interpolation=cv2.INTER_NEAREST,
     )
-    whole = letterbox(size) if resize == "letterbox" else [A.Resize(size, size, interpolation=cv2.INTER_AREA)]
     zoom_out = A.Compose(
         [
             *whole,
@@ -85,11 +92,7 @@ def composite_transform(strength: float = 1.0) -> A.Compose:
 
 
 def eval_transform(size: int, resize: str = "letterbox") -> A.Compose:
-    if resize == "letterbox":
-        return A.Compose(letterbox(size))
-    if resize == "stretch":
-        return A.Compose([A.Resize(size, size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST)])
-    raise ValueError(f"resize={resize!r}: use 'letterbox' or 'stretch'")
+    return A.Compose(whole_image(size, resize))
 
 
 def apply(transform: A.Compose, image: np.ndarray, mask: np.ndarray, seed: int | None = None):

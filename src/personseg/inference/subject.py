@@ -122,9 +122,10 @@ class SubjectTracker:
         self.previous: np.ndarray | None = None  # bool mask of the last choice at the working size
         self.missed = 0
         self.size = 0.0  # the subject's area in working-size pixels (running mean); 0: none yet
+        self.followed = 0.0  # the area of the last choice (the pixels of ``previous``)
 
     def reset(self) -> None:
-        self.previous, self.missed, self.size = None, 0, 0.0
+        self.previous, self.missed, self.size, self.followed = None, 0, 0.0, 0.0
 
     def __call__(self, alpha: np.ndarray, rgb: np.ndarray | None = None) -> np.ndarray:
         regions = find_regions(alpha, rgb, self.threshold)
@@ -142,7 +143,7 @@ class SubjectTracker:
         if choice is None:
             # The subject may be hidden for a moment: keep nobody new yet, unless what was followed last was only a
             # speck (under a third of the subject's size): then there is nothing to wait for.
-            trusted = self.previous is not None and self.previous.sum() >= self.size / 3
+            trusted = self.previous is not None and self.followed >= self.size / 3
             if trusted and self.missed < self.patience:
                 self.missed += 1
                 return keep_regions(alpha, regions, [])
@@ -158,5 +159,5 @@ class SubjectTracker:
         elif area[choice] >= self.size / 3:
             self.size = 0.9 * self.size + 0.1 * area[choice]
         self.missed = 0
-        self.previous = regions.labels == choice
+        self.previous, self.followed = regions.labels == choice, area[choice]
         return keep_regions(alpha, regions, [choice]) if regions.count > 1 else alpha

@@ -213,6 +213,7 @@ def with_inference(
     (every input pixel used, the photo distorted to the input's shape; the fast model runs so since session 11).
     The optimizer's state is dropped: the copy is for inference, export and ``--init-from``, not for ``--resume``.
     """
+    from personseg.inference.api import validate_meta
     from personseg.inference.zoom import ZoomSettings, zoom_settings
 
     ckpt = read_checkpoint(path)
@@ -224,8 +225,6 @@ def with_inference(
         meta.setdefault("trained_input_size", list(meta["input_size"]))
         meta["input_size"] = [height, width]
     if resize is not None:
-        if resize not in ("letterbox", "stretch"):
-            raise ValueError(f"{path}: resize must be letterbox or stretch, got {resize!r}")
         meta["resize"] = resize
     if zoom is False:
         meta.pop("zoom", None)
@@ -234,4 +233,5 @@ def with_inference(
         meta["zoom"] = dataclasses.asdict(settings)
     if note:
         meta["note"] = note
+    validate_meta(meta, str(path))  # what inference will check when it loads the copy (resize among it)
     return {**{k: v for k, v in ckpt.items() if k != "train_state"}, "meta": meta}
