@@ -522,3 +522,33 @@ def test_the_architecture_is_arch_and_the_old_model_key_still_reads(tmp_path, ca
     assert cfg.arch == "unet" and "--model is now --arch" in caplog.text
     train_help = next(a for a in parser._actions if a.dest == "command").choices["train"].format_help()
     assert "--arch ARCH" in train_help and "--model MODEL" not in train_help  # one name in the help
+
+
+def test_training_labels_take_their_outline_from_mattes_and_validation_does_not(tmp_path):
+    """``boundary_mattes``: the training copy of a source reads its mattes (also when the same source gives
+    cut-outs, ``matte_data``); validation keeps the dataset's own masks."""
+    data = make_folder(tmp_path / "data", 4)
+    mattes = tmp_path / "mattes"
+    mattes.mkdir()
+    for i in range(4):
+        label = np.asarray(Image.open(data / "masks" / f"img{i}.png"), np.float32) / 255
+        soft = label.copy()  # the matte agrees off the outline and is soft on it
+        soft[np.roll(label, 1, axis=0) != label] = 0.5
+        Image.fromarray(np.round(soft * 255).astype(np.uint8)).save(mattes / f"img{i}.png")
+    cfg = tiny_config(
+        data,
+        data,
+        tmp_path / "run",
+        val_data=[],
+        val_fraction=0.5,
+        boundary_mattes=[f"{data}={mattes}"],
+        matte_data=[str(data)],
+        composite_weight=1.0,
+        backgrounds=[str(data / "images")],
+    )
+    train, vals = builders.build_datasets(cfg)
+    folder = next(s for s in train.sources if isinstance(s, PairedFolder))
+    assert folder.mattes == mattes and folder.matte_counts["taken"] == len(folder) > 0
+    assert any(np.isclose(folder[i][1], 0.5, atol=0.01).any() for i in range(len(folder)))
+    val = next(iter(vals.values())).folder
+    assert val.mattes is None and all(set(np.unique(val[i][1])) <= {0.0, 1.0} for i in range(len(val)))

@@ -141,6 +141,9 @@ class PairedFolder:
     ``stems`` restricts it to a subset (e.g. a split). ``cache_max_side`` loads every pair into memory once,
     downscaled so the long side is at most that many pixels: augmentation then never decodes JPEGs.
     ``mask_fix(rgb, mask) -> mask`` mends known label errors as pairs are loaded (see ``data.repair``).
+    ``mattes``: a folder of ``<stem>.png`` alpha mattes of these photos whose values replace each label's outline
+    band where the matte agrees with the label elsewhere (:func:`personseg.data.mattes.boundary_target`);
+    ``matte_counts`` tallies what happened to the labels loaded so far (taken, rejected, missing).
     """
 
     def __init__(
@@ -151,9 +154,14 @@ class PairedFolder:
         check: bool = True,
         cache_max_side: int | None = None,
         mask_fix: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+        mattes: str | Path | None = None,
     ) -> None:
         self.root = Path(root)
         self.mask_fix = mask_fix
+        self.mattes = None if mattes is None else Path(mattes)
+        if self.mattes is not None and not self.mattes.is_dir():
+            raise DatasetError(f"{self.mattes}: no such matte folder (make it with scripts/make_mattes.py)")
+        self.matte_counts = {"taken": 0, "rejected": 0, "missing": 0}
         pairs, problems = scan_folder(self.root, check=check)
         if problems and not skip_invalid:
             listing = "\n  ".join(problems[:50])
@@ -179,10 +187,26 @@ class PairedFolder:
         rgb, mask = read_rgb(pair.image), read_mask(pair.mask)
         if self.mask_fix is not None:
             mask = self.mask_fix(rgb, mask)
+        if self.mattes is not None:
+            mask = self._matte_boundary(pair, mask)
         if pair.ignore is not None:
             with Image.open(pair.ignore) as ig:
                 mask = np.where(np.asarray(ig.convert("L")) > 127, np.float32(IGNORE), mask)
         return rgb, mask
+
+    def _matte_boundary(self, pair: Pair, mask: np.ndarray) -> np.ndarray:
+        from personseg.data.mattes import boundary_target, read_matte
+
+        path = self.mattes / f"{pair.stem}.png"
+        if not path.is_file():
+            self.matte_counts["missing"] += 1
+            return mask
+        try:
+            target = boundary_target(mask, read_matte(path))
+        except ValueError as exc:
+            raise DatasetError(f"{path}: {exc}") from None
+        self.matte_counts["rejected" if target is None else "taken"] += 1
+        return mask if target is None else target
 
     @property
     def stems(self) -> list[str]:

@@ -34,6 +34,18 @@ def source_name(root: Path) -> str:
     return root.name or str(root)
 
 
+def boundary_matte_dirs(cfg: TrainConfig) -> dict[Path, Path]:
+    """``cfg.boundary_mattes`` as {resolved --data root: matte folder}; a root not in ``cfg.data`` is an error."""
+    roots = {parse_root(spec)[0].resolve() for spec in cfg.data}
+    out = {}
+    for entry in cfg.boundary_mattes:
+        root, _, mattes = entry.partition("=")
+        if Path(root).resolve() not in roots:
+            raise DatasetError(f"--boundary-mattes {entry!r}: {root} is not one of the --data roots")
+        out[Path(root).resolve()] = Path(mattes).expanduser()
+    return out
+
+
 def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[TrainMixture, dict[str, EvalDataset]]:
     """The training mixture and one validation dataset per source (so weaknesses show per source).
 
@@ -47,6 +59,7 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
     val_sets: dict[str, EvalDataset] = {}
     matte_roots = {Path(p).resolve() for p in cfg.matte_data}
     repair_roots = {Path(p).resolve() for p in cfg.repair_backdrop}
+    matte_dirs = boundary_matte_dirs(cfg)
     zoom_roots = {Path(p).resolve() for p in cfg.zoom_data}
     mattes: list[PairedFolder] = []
     evaluate = eval_transform(cfg.input_size, cfg.resize)
@@ -67,9 +80,18 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
             raise DatasetError(f"{root}: every pair fell into the validation split; lower --val-fraction")
         # Mend training labels only: validation keeps the dataset's own masks so figures stay comparable.
         fix = repair_backdrop_mask if root.resolve() in repair_roots else None
+        matte_dir = matte_dirs.get(root.resolve())
         train = PairedFolder(
-            root, stems=train_stems, skip_invalid=True, check=False, cache_max_side=cache, mask_fix=fix
+            root,
+            stems=train_stems,
+            skip_invalid=True,
+            check=False,
+            cache_max_side=cache,
+            mask_fix=fix,
+            mattes=matte_dir,
         )
+        if matte_dir is not None and cache:
+            log.info("%s: outlines from %s: %s", root, matte_dir, train.matte_counts)
         if weight > 0:
             train_sources.append(PersonCrops(train) if root.resolve() in zoom_roots else train)
             weights.append(weight)

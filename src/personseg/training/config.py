@@ -76,6 +76,12 @@ class TrainConfig:
     )
     cutouts: list[str] = _f([], "folders of RGBA person cut-outs for compositing", nargs="*")
     matte_data: list[str] = _f([], "--data roots whose masks are exact mattes, reused as cut-outs", nargs="*")
+    boundary_mattes: list[str] = _f(
+        [],
+        "ROOT=MATTES: --data roots whose training labels take their outline from the matte in MATTES/<stem>.png "
+        "where it agrees with the label elsewhere (scripts/make_mattes.py, personseg.data.mattes)",
+        nargs="*",
+    )
     repair_backdrop: list[str] = _f(
         [], "--data roots on a plain backdrop whose masks miss parts (necks): mend them from the photo", nargs="*"
     )
@@ -162,6 +168,12 @@ class TrainConfig:
             self.pattern_kinds = [self.pattern_kinds]
         check_kinds(self.pattern_kinds, "--pattern-kinds")
         check_patterns(self.val_patterns)
+        if isinstance(self.boundary_mattes, str):
+            self.boundary_mattes = [self.boundary_mattes]
+        for entry in self.boundary_mattes:
+            root, sep, mattes = entry.partition("=")
+            if not (sep and root and mattes):
+                raise ValueError(f"--boundary-mattes {entry!r}: expected ROOT=MATTES (a --data root and its mattes)")
         if self.temporal and self.teacher:
             raise ValueError("--temporal with --teacher: the teacher has no prior channel to learn from; pick one")
 
