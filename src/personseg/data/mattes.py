@@ -41,12 +41,14 @@ def boundary_band(label: np.ndarray, width: int) -> np.ndarray:
     """Boolean HxW: pixels within ``width`` px of the outline of ``label > 0.5`` (on either side)."""
     person = (label > 0.5).astype(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
-    return cv2.dilate(person, kernel).astype(bool) & ~cv2.erode(person, kernel, borderType=cv2.BORDER_REPLICATE).astype(
-        bool
-    )
+    grown = cv2.dilate(person, kernel).astype(bool)
+    # Replicated borders: where the person is cut by the photo's edge there is no outline.
+    shrunk = cv2.erode(person, kernel, borderType=cv2.BORDER_REPLICATE).astype(bool)
+    return grown & ~shrunk
 
 
 def band_width(shape: tuple[int, int], band_fraction: float = BAND_FRACTION) -> int:
+    """The band's half-width in pixels for an image of ``shape``: ``band_fraction`` of its diagonal, at least 2."""
     return max(2, round(band_fraction * float(np.hypot(*shape))))
 
 
