@@ -144,7 +144,7 @@ def masks(model, frames: list[np.ndarray], stabilizer: Stabilizer | None) -> lis
         low = model.predict_lowres([img])[0]
         if stabilizer is not None:
             low = stabilizer.update(low, img)
-        out.append(refine.tighten(refine.guided_upsample(low, img)))
+        out.append(refine.tighten(refine.guided_upsample(low, img, radius=getattr(model, "guided_radius", None))))
     return out
 
 

@@ -39,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         "margin 0.1",
     )
     zoom.add_argument("--no-zoom", action="store_true", help="remove the second pass")
+    parser.add_argument(
+        "--guided-radius",
+        type=int,
+        default=None,
+        metavar="R",
+        help="the guided filter's radius (network-resolution pixels) when the probability is brought to full size; "
+        "0: back to the default rule (1/64 of the input's shorter side)",
+    )
     parser.add_argument("--output", required=True, help="the .pt to write")
     parser.add_argument("--note", default="", help="a line of provenance stored in the checkpoint's metadata")
     args = parser.parse_args(argv)
@@ -51,17 +59,25 @@ def main(argv: list[str] | None = None) -> int:
         zoom_value = None
     else:
         zoom_value = dict(zip(("min_gain", "margin"), args.zoom, strict=False)) or True
-    if args.input_size is None and zoom_value is None and args.resize is None:
-        parser.error("nothing to change: give --input-size, --resize, --zoom or --no-zoom")
+    if args.input_size is None and zoom_value is None and args.resize is None and args.guided_radius is None:
+        parser.error("nothing to change: give --input-size, --resize, --zoom, --no-zoom or --guided-radius")
     try:
-        ckpt = with_inference(args.checkpoint, args.input_size, zoom_value, args.note, args.resize)
+        ckpt = with_inference(args.checkpoint, args.input_size, zoom_value, args.note, args.resize, args.guided_radius)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     atomic_save(ckpt, args.output)
     meta = ckpt["meta"]
     size = "x".join(map(str, meta["input_size"]))
-    logging.info("wrote %s: input %s (%s), zoom %s", args.output, size, meta["resize"], meta.get("zoom", "off"))
+    radius = meta.get("guided_radius", "default")
+    logging.info(
+        "wrote %s: input %s (%s), zoom %s, guided radius %s",
+        args.output,
+        size,
+        meta["resize"],
+        meta.get("zoom", "off"),
+        radius,
+    )
     return 0
 
 

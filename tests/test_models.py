@@ -412,3 +412,27 @@ def test_a_checkpoint_can_ask_for_the_second_look_and_its_export_carries_it(tmp_
     done = run(str(tmp_path / "a.pt"), "--zoom", "0.5", "--output", str(tmp_path / "bad.pt"))
     assert done.returncode == 2 and "a.pt: metadata zoom needs min_gain in [1, 100]" in done.stderr
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_a_checkpoint_can_set_the_guided_filters_radius_and_its_export_carries_it(tmp_path):
+    import subprocess
+    import sys
+
+    from personseg.export import export_onnx
+    from personseg.inference.api import load_model
+
+    save_checkpoint(small_model("unet", seed=0), tmp_path / "a.pt", meta={"input_size": [64, 64]})
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "set_inference.py")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+
+    done = run(str(tmp_path / "a.pt"), "--guided-radius", "6", "--output", str(tmp_path / "r.pt"))
+    assert done.returncode == 0, done.stderr
+    assert load_model(tmp_path / "r.pt", device="cpu").guided_radius == 6
+    assert load_model(export_onnx(tmp_path / "r.pt", tmp_path / "r.onnx"), providers="cpu").guided_radius == 6
+    assert run(str(tmp_path / "r.pt"), "--guided-radius", "0", "--output", str(tmp_path / "d.pt")).returncode == 0
+    assert load_model(tmp_path / "d.pt", device="cpu").guided_radius is None  # back to the default rule
+    done = run(str(tmp_path / "a.pt"), "--guided-radius", "-3", "--output", str(tmp_path / "bad.pt"))
+    assert done.returncode == 2 and "guided_radius must be a whole number" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()

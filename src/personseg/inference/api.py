@@ -84,6 +84,9 @@ def validate_meta(meta: Any, source: str) -> dict[str, Any]:
     threshold = meta["threshold"]
     if not _numbers([threshold], 1) or not 0 < threshold < 1:
         raise ValueError(f"{source}: metadata threshold must be a number in (0, 1), got {threshold!r}")
+    radius = meta.get("guided_radius")
+    if radius is not None and (isinstance(radius, bool) or not isinstance(radius, int) or not 1 <= radius <= 64):
+        raise ValueError(f"{source}: metadata guided_radius must be a whole number of pixels in 1..64, got {radius!r}")
     return meta
 
 
@@ -101,6 +104,9 @@ class Segmenter:
         self._inv_std = 1.0 / (np.asarray(meta["std"], np.float32) * 255.0)
         self.zoom = zoom_settings(self.meta, source)
         """The second look at the people this model asks for in its metadata (``personseg.inference.zoom``), or None."""
+        self.guided_radius: int | None = self.meta.get("guided_radius")
+        """The guided filter's radius (network-resolution pixels) the metadata sets for bringing this model's
+        probability to full size, or None for :func:`~personseg.inference.refine.guided_upsample`'s own rule."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source!r}, input_size={list(self.input_size)})"
@@ -211,7 +217,7 @@ class Segmenter:
     def _upsample(self, img: np.ndarray, small: np.ndarray, low: np.ndarray, upsample: str) -> np.ndarray:
         h, w = img.shape[:2]
         if upsample == "guided":
-            return guided_upsample(low, img, guide=small if small.shape[0] < h else None)
+            return guided_upsample(low, img, radius=self.guided_radius, guide=small if small.shape[0] < h else None)
         interp = cv2.INTER_AREA if h <= low.shape[0] and w <= low.shape[1] else cv2.INTER_LINEAR
         return np.clip(cv2.resize(low, (w, h), interpolation=interp), 0.0, 1.0)
 

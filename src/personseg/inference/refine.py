@@ -81,7 +81,9 @@ def guided_upsample(
     the image already area-downscaled to h x w (uint8), when the caller has it.
     ``radius`` defaults to 1/64 of the mask's shorter side (4 at 256x256), chosen on the validation split for
     personseg-default: boundary IoU on ccp 0.666 -> 0.686 and fasseg_heads 0.666 -> 0.692 against radius 1,
-    coco_train unchanged (0.253 -> 0.251); plain bilinear gives 0.645 on ccp.
+    coco_train unchanged (0.253 -> 0.251); plain bilinear gives 0.645 on ccp. A model's metadata can set its own
+    (``guided_radius``, ``scripts/set_inference.py``): on the real-scene benchmark the shipped default at 384
+    scores best at 8 and the fast model at 192 at 6 (session 12, docs/experiments.md), wider than this rule.
     """
     big_h, big_w = image.shape[:2]
     h, w = alpha.shape

@@ -200,6 +200,7 @@ def with_inference(
     zoom: dict[str, float] | bool | None = None,
     note: str = "",
     resize: str | None = None,
+    guided_radius: int | None = None,
 ) -> dict[str, Any]:
     """The checkpoint at ``path`` set to run differently at inference, weights unchanged.
 
@@ -211,6 +212,8 @@ def with_inference(
     "margin": 0.1}``), True for the defaults, False to remove it, None to leave it as it is.
     ``resize``: how a photo becomes the network's input, ``"letterbox"`` (aspect kept, padded) or ``"stretch"``
     (every input pixel used, the photo distorted to the input's shape; the fast model runs so since session 11).
+    ``guided_radius``: the guided filter's radius in network-resolution pixels when the probability is brought to
+    full size (``refine.guided_upsample``; without it, 1/64 of the network's shorter side), 0 to remove the setting.
     The optimizer's state is dropped: the copy is for inference, export and ``--init-from``, not for ``--resume``.
     """
     from personseg.inference.api import validate_meta
@@ -231,6 +234,10 @@ def with_inference(
     elif zoom is not None:
         settings = ZoomSettings() if zoom is True else zoom_settings({"zoom": dict(zoom)}, str(path))
         meta["zoom"] = dataclasses.asdict(settings)
+    if guided_radius == 0:
+        meta.pop("guided_radius", None)
+    elif guided_radius is not None:
+        meta["guided_radius"] = guided_radius
     if note:
         meta["note"] = note
     validate_meta(meta, str(path))  # what inference will check when it loads the copy (resize among it)

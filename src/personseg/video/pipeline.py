@@ -338,6 +338,7 @@ class FrameProcessor:
         self.options = options
         self.kind = kind
         self.threshold = options.remove.threshold_for(model)
+        self.radius = getattr(model, "guided_radius", None)  # the guided filter's, as the model's metadata says
         self.stabilizer = make_stabilizer(options)
         self.subject = SubjectTracker(self.threshold) if options.remove.subject == "main" else None
         self.background = FrameBackground(options, kind)
@@ -424,7 +425,7 @@ class FrameProcessor:
         if self.subject is not None and restarted:
             self.subject.reset()
         remove = self.options.remove
-        prob = refine.guided_upsample(low, rgb, guide=guide)
+        prob = refine.guided_upsample(low, rgb, radius=self.radius, guide=guide)
         if second is not None:
             prob = self._merge_second(rgb, prob, *second)
         alpha = postprocess(rgb, prob, remove, self.threshold, self.subject)
@@ -440,7 +441,7 @@ class FrameProcessor:
         top, bottom = round(box[0] * fy), max(round(box[0] * fy) + 1, round(box[1] * fy))
         left, right = round(box[2] * fx), max(round(box[2] * fx) + 1, round(box[3] * fx))
         crop = rgb[top:bottom, left:right]
-        second = refine.guided_upsample(low, crop, guide=guide)
+        second = refine.guided_upsample(low, crop, radius=self.radius, guide=guide)
         return merge(prob, second, (top, bottom, left, right), self.second_look.settings.margin)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
