@@ -35,13 +35,13 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "personseg-default": ShippedModel(
         filename="personseg-default.onnx",
-        sha256="1f3c5fc97cd1bc7bf53128960a979f3b05a548f938eb180673ba8c666c8d6180",
+        sha256="206d217ca473586baed40a9a6e730c0831d2db47718a48ad950a2113ade6a294",
         description="best quality, int8 at 384x384 with a second look at the people: the default for photos",
         input_size=(384, 384),
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",
-        sha256="096573d3d3b33343d3f50199948ae817be951b820ba3d4944e6e278bbfae8d78",
+        sha256="1a7232115dc416956d9e71dc3d16c5876ac639156c06e9ad422e298e928e4563",
         description="the default's weights at 192x192 (whole frame stretched), int8: for live video and slow CPUs",
         input_size=(192, 192),
     ),
