@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -30,20 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from peers import DEFAULT_MODNET, MODNet  # noqa: E402
 
 from personseg.data.folder import read_rgb, scan_folder  # noqa: E402
+from personseg.inference.write import write_image  # noqa: E402
 
 log = logging.getLogger("make_mattes")
-
-
-def write_png(alpha: np.ndarray, path: Path) -> None:
-    """``alpha`` (float in [0, 1]) as an 8-bit PNG at ``path``, atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        Image.fromarray(np.round(np.clip(alpha, 0.0, 1.0) * 255).astype(np.uint8)).save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s: %d photos, %d mattes to make in %s", root, len(pairs), len(todo), out_dir)
         for pair in tqdm(todo, desc=root.name, unit="photo"):
             try:
-                write_png(peer.predict(read_rgb(pair.image)), out_dir / f"{pair.stem}.png")
+                alpha = peer.predict(read_rgb(pair.image))
+                write_image(out_dir / f"{pair.stem}.png", np.round(np.clip(alpha, 0.0, 1.0) * 255).astype(np.uint8))
             except (OSError, ValueError) as exc:
                 failed.append(f"{pair.image}: {exc}")
     for line in failed:
