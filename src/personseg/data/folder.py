@@ -142,7 +142,7 @@ class PairedFolder:
     downscaled so the long side is at most that many pixels: augmentation then never decodes JPEGs.
     ``mask_fix(rgb, mask) -> mask`` mends known label errors as pairs are loaded (see ``data.repair``).
     ``mattes``: a folder of ``<stem>.png`` alpha mattes of these photos whose values replace each label's outline
-    band where the matte agrees with the label elsewhere (:func:`personseg.data.mattes.boundary_target`);
+    band where the matte agrees with the label near the person (:func:`personseg.data.mattes.boundary_target`);
     ``matte_counts`` tallies what happened to the labels loaded so far (taken, rejected, missing).
     """
 

@@ -79,7 +79,7 @@ class TrainConfig:
     boundary_mattes: list[str] = _f(
         [],
         "ROOT=MATTES: --data roots whose training labels take their outline from the matte in MATTES/<stem>.png "
-        "where it agrees with the label elsewhere (scripts/make_mattes.py, personseg.data.mattes)",
+        "where it agrees with the label near the person (scripts/make_mattes.py, personseg.data.mattes)",
         nargs="*",
     )
     repair_backdrop: list[str] = _f(
