@@ -37,10 +37,14 @@ def read_matte(path: str | Path) -> np.ndarray:
         return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
 
 
+def _disc(width: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+
+
 def boundary_band(label: np.ndarray, width: int) -> np.ndarray:
     """Boolean HxW: pixels within ``width`` px of the outline of ``label > 0.5`` (on either side)."""
     person = (label > 0.5).astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+    kernel = _disc(width)
     grown = cv2.dilate(person, kernel).astype(bool)
     # Replicated borders: where the person is cut by the photo's edge there is no outline.
     shrunk = cv2.erode(person, kernel, borderType=cv2.BORDER_REPLICATE).astype(bool)
@@ -65,14 +69,14 @@ def boundary_target(
         raise ValueError(
             f"matte is {matte.shape[1]}x{matte.shape[0]} but the label is {label.shape[1]}x{label.shape[0]}"
         )
-    known = label >= 0
-    if not (label > 0.5).any():
+    known, person = label >= 0, label > 0.5
+    if not person.any():
         return None
     width = band_width(label.shape, band_fraction)
     band = boundary_band(label, width)
-    near = boundary_band(label, NEAR * width) | (label > 0.5)
+    near = cv2.dilate(person.astype(np.uint8), _disc(NEAR * width)).astype(bool)  # the person and its surroundings
     off = known & near & ~band
-    mine, theirs = (label > 0.5) & off, (matte > 0.5) & off
+    mine, theirs = person & off, (matte > 0.5) & off
     union = np.count_nonzero(mine | theirs)
     if union == 0 or np.count_nonzero(mine & theirs) / union < min_agreement:
         return None
