@@ -344,16 +344,22 @@ def test_average_checkpoints_is_the_mean_of_the_weights_and_says_so(tmp_path):
     assert not (tmp_path / "bad.pt").exists()
 
 
-def test_a_checkpoint_set_to_another_input_size_keeps_its_weights_and_says_how_it_was_trained(tmp_path):
+def set_inference(*args: str):
+    """scripts/set_inference.py run as a user runs it (its output and exit status)."""
     import subprocess
     import sys
 
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "set_inference.py")
+    return subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+
+
+def test_a_checkpoint_set_to_another_input_size_keeps_its_weights_and_says_how_it_was_trained(tmp_path):
     model = small_model("unet", seed=0)
     save_checkpoint(model, tmp_path / "a.pt", meta={"input_size": [64, 64], "epoch": 3}, train_state={"epoch": 3})
-    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "set_inference.py")
     out = tmp_path / "at96.pt"
-    args = [sys.executable, script, str(tmp_path / "a.pt"), "--input-size", "96", "80", "--output", str(out)]
-    done = subprocess.run([*args, "--note", "run larger"], capture_output=True, text=True)
+    done = set_inference(
+        str(tmp_path / "a.pt"), "--input-size", "96", "80", "--output", str(out), "--note", "run larger"
+    )
     assert done.returncode == 0, done.stderr
     loaded, meta = load_checkpoint(out)
     assert meta["input_size"] == [96, 80] and meta["trained_input_size"] == [64, 64]
@@ -370,69 +376,56 @@ def test_a_checkpoint_set_to_another_input_size_keeps_its_weights_and_says_how_i
         ([str(tmp_path / "a.pt"), "--input-size", "0", "64"], "a.pt: input size"),
         ([str(tmp_path / "gone.pt"), "--input-size", "64", "64"], "gone.pt: checkpoint not found"),
     ):
-        done = subprocess.run(
-            [sys.executable, script, *bad, "--output", str(tmp_path / "bad.pt")], capture_output=True, text=True
-        )
+        done = set_inference(*bad, "--output", str(tmp_path / "bad.pt"))
         assert done.returncode == 2 and what in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad.pt").exists()
 
 
 def test_a_checkpoint_can_ask_for_the_second_look_and_its_export_carries_it(tmp_path):
-    import subprocess
-    import sys
-
     from personseg.export import export_onnx
     from personseg.inference.api import load_model
     from personseg.inference.zoom import ZoomSettings
 
     save_checkpoint(small_model("unet", seed=0), tmp_path / "a.pt", meta={"input_size": [64, 64]})
-    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "set_inference.py")
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
-
-    assert run(str(tmp_path / "a.pt"), "--zoom", "--output", str(tmp_path / "z.pt")).returncode == 0
+    assert set_inference(str(tmp_path / "a.pt"), "--zoom", "--output", str(tmp_path / "z.pt")).returncode == 0
     assert load_model(tmp_path / "z.pt", device="cpu").zoom == ZoomSettings()
     assert load_model(export_onnx(tmp_path / "z.pt", tmp_path / "z.onnx"), providers="cpu").zoom == ZoomSettings()
-    done = run(
+    done = set_inference(
         str(tmp_path / "z.pt"), "--zoom", "1.5", "0.2", "--input-size", "96", "96", "--output", str(tmp_path / "y.pt")
     )
     assert done.returncode == 0, done.stderr
     _, meta = load_checkpoint(tmp_path / "y.pt")
     assert meta["zoom"] == {"min_gain": 1.5, "margin": 0.2} and meta["input_size"] == [96, 96]
     assert (
-        run(str(tmp_path / "y.pt"), "--no-zoom", "--resize", "stretch", "--output", str(tmp_path / "x.pt")).returncode
+        set_inference(
+            str(tmp_path / "y.pt"), "--no-zoom", "--resize", "stretch", "--output", str(tmp_path / "x.pt")
+        ).returncode
         == 0
     )
     assert "zoom" not in load_checkpoint(tmp_path / "x.pt")[1]
     assert load_model(tmp_path / "x.pt", device="cpu").meta["resize"] == "stretch"
     assert load_model(tmp_path / "a.pt", device="cpu").zoom is None
     # Nothing asked, or a gain that would shrink the crop: exit 2 and nothing written.
-    assert run(str(tmp_path / "a.pt"), "--output", str(tmp_path / "bad.pt")).returncode == 2
-    done = run(str(tmp_path / "a.pt"), "--zoom", "0.5", "--output", str(tmp_path / "bad.pt"))
+    assert set_inference(str(tmp_path / "a.pt"), "--output", str(tmp_path / "bad.pt")).returncode == 2
+    done = set_inference(str(tmp_path / "a.pt"), "--zoom", "0.5", "--output", str(tmp_path / "bad.pt"))
     assert done.returncode == 2 and "a.pt: metadata zoom needs min_gain in [1, 100]" in done.stderr
     assert not (tmp_path / "bad.pt").exists()
 
 
 def test_a_checkpoint_can_set_the_guided_filters_radius_and_its_export_carries_it(tmp_path):
-    import subprocess
-    import sys
-
     from personseg.export import export_onnx
     from personseg.inference.api import load_model
 
     save_checkpoint(small_model("unet", seed=0), tmp_path / "a.pt", meta={"input_size": [64, 64]})
-    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "set_inference.py")
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
-
-    done = run(str(tmp_path / "a.pt"), "--guided-radius", "6", "--output", str(tmp_path / "r.pt"))
+    done = set_inference(str(tmp_path / "a.pt"), "--guided-radius", "6", "--output", str(tmp_path / "r.pt"))
     assert done.returncode == 0, done.stderr
     assert load_model(tmp_path / "r.pt", device="cpu").guided_radius == 6
     assert load_model(export_onnx(tmp_path / "r.pt", tmp_path / "r.onnx"), providers="cpu").guided_radius == 6
-    assert run(str(tmp_path / "r.pt"), "--guided-radius", "0", "--output", str(tmp_path / "d.pt")).returncode == 0
+    assert (
+        set_inference(str(tmp_path / "r.pt"), "--guided-radius", "0", "--output", str(tmp_path / "d.pt")).returncode
+        == 0
+    )
     assert load_model(tmp_path / "d.pt", device="cpu").guided_radius is None  # back to the default rule
-    done = run(str(tmp_path / "a.pt"), "--guided-radius", "-3", "--output", str(tmp_path / "bad.pt"))
+    done = set_inference(str(tmp_path / "a.pt"), "--guided-radius", "-3", "--output", str(tmp_path / "bad.pt"))
     assert done.returncode == 2 and "guided_radius must be a whole number" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
