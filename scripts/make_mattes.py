@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     failed = []
     for root in map(Path, args.data):
-        pairs, problems = scan_folder(root, check=False)
+        pairs, _ = scan_folder(root, check=False)
         if not pairs:
             print(f"error: {root}: no image/mask pairs", file=sys.stderr)
             return 2
