@@ -16,7 +16,7 @@ from personseg.data.split import split_source
 from personseg.data.transforms import composite_transform, eval_transform, train_transform
 from personseg.data.zoom import PersonCrops
 from personseg.models import SegmentationModel, create_model
-from personseg.training.config import TrainConfig
+from personseg.training.config import TrainConfig, split_matte_entry
 from personseg.training.distributed import DistInfo
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def boundary_matte_dirs(cfg: TrainConfig) -> dict[Path, Path]:
     roots = {parse_root(spec)[0].resolve() for spec in cfg.data}
     out = {}
     for entry in cfg.boundary_mattes:
-        root, _, mattes = entry.partition("=")
+        root, mattes = split_matte_entry(entry)
         if Path(root).resolve() not in roots:
             raise DatasetError(f"--boundary-mattes {entry!r}: {root} is not one of the --data roots")
         out[Path(root).resolve()] = Path(mattes).expanduser()

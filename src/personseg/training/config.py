@@ -39,6 +39,14 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 COMPOSITE_SHARES = ("pattern_backgrounds", "rotate_people")
 
 
+def split_matte_entry(entry: str) -> tuple[str, str]:
+    """A ``--boundary-mattes`` entry ``ROOT=MATTES`` as (ROOT, MATTES); a malformed one is a one-line error."""
+    root, sep, mattes = entry.partition("=")
+    if not (sep and root and mattes):
+        raise ValueError(f"--boundary-mattes {entry!r}: expected ROOT=MATTES (a --data root and its mattes)")
+    return root, mattes
+
+
 @dataclass
 class TrainConfig:
     # --- model
@@ -171,9 +179,7 @@ class TrainConfig:
         if isinstance(self.boundary_mattes, str):
             self.boundary_mattes = [self.boundary_mattes]
         for entry in self.boundary_mattes:
-            root, sep, mattes = entry.partition("=")
-            if not (sep and root and mattes):
-                raise ValueError(f"--boundary-mattes {entry!r}: expected ROOT=MATTES (a --data root and its mattes)")
+            split_matte_entry(entry)
         if self.temporal and self.teacher:
             raise ValueError("--temporal with --teacher: the teacher has no prior channel to learn from; pick one")
 
