@@ -7,6 +7,9 @@ pass on the crop around the people found; the shipped checkpoint is that copy, s
 
     python scripts/set_inference.py runs/personseg-default-v3-rotate/best.pt --input-size 384 384 --zoom \\
         --output checkpoints/personseg-default.pt --note "v3 (trained at 320), run at 384 with a second look"
+
+``--two-stages SIZE`` is the fast tier's variant: the whole photo at SIZE x SIZE only to find the people, then the
+crop around them at the input size (the export then takes any input size; personseg.inference.zoom).
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ import logging
 import sys
 
 from personseg.models.checkpoint import atomic_save, with_inference
+
+
+#: The two stages as measured (docs/experiments.md, session 12-13): a box from a low threshold, grown by 10% and to
+#: a square, the crop replacing the first pass inside it; the crop always runs (min_gain 1).
+TWO_STAGES = {"min_gain": 1.0, "margin": 0.1, "weight": 1.0, "square": True, "threshold": 0.2}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         "margin 0.1",
     )
     zoom.add_argument("--no-zoom", action="store_true", help="remove the second pass")
+    zoom.add_argument(
+        "--two-stages",
+        type=int,
+        default=None,
+        metavar="SIZE",
+        help="the fast tier's two stages: the whole photo at SIZE x SIZE only to find the people (threshold 0.2), "
+        "then the square crop around them at the input size, which replaces it there (fading across a 10%% margin)",
+    )
     parser.add_argument(
         "--guided-radius",
         type=int,
@@ -55,12 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--zoom takes at most MIN_GAIN and MARGIN")
     if args.no_zoom:
         zoom_value: dict[str, float] | bool | None = False
+    elif args.two_stages is not None:
+        zoom_value = dict(TWO_STAGES, first_size=args.two_stages)
     elif args.zoom is None:
         zoom_value = None
     else:
         zoom_value = dict(zip(("min_gain", "margin"), args.zoom, strict=False)) or True
     if args.input_size is None and zoom_value is None and args.resize is None and args.guided_radius is None:
-        parser.error("nothing to change: give --input-size, --resize, --zoom, --no-zoom or --guided-radius")
+        parser.error(
+            "nothing to change: give --input-size, --resize, --zoom, --no-zoom, --two-stages or --guided-radius"
+        )
     try:
         ckpt = with_inference(args.checkpoint, args.input_size, zoom_value, args.note, args.resize, args.guided_radius)
     except (ValueError, FileNotFoundError) as exc:

@@ -127,6 +127,11 @@ def test_a_batch_sends_every_crop_through_one_network_call_and_skips_photos_with
         ({"margin": 2}, "margin in [0, 1]"),
         ({"min_gain": float("nan")}, "min_gain in [1, 100]"),
         ({"min_gain": True}, "must be numbers"),
+        ({"weight": 0}, "weight in (0, 1]"),
+        ({"first_size": 8}, "first_size must be a whole number of pixels in 16..4096"),
+        ({"first_size": 128.0}, "first_size must be a whole number"),
+        ({"square": 1}, "square must be true or false"),
+        ({"threshold": 1.0}, "threshold must be a number in (0, 1)"),
     ],
 )
 def test_bad_zoom_metadata_is_a_one_line_error_naming_the_file(zoom, problem):
@@ -135,3 +140,73 @@ def test_bad_zoom_metadata_is_a_one_line_error_naming_the_file(zoom, problem):
     assert str(err.value).startswith("model.onnx: ") and "\n" not in str(err.value)
     with pytest.raises(ValueError, match="^red-is-person: metadata zoom"):
         RedIsPerson({**META, "zoom": zoom})
+
+
+TWO_STAGES = {"min_gain": 1.0, "margin": 0.1, "first_size": 32, "weight": 1.0, "square": True, "threshold": 0.2}
+
+
+def test_the_two_stages_settings_are_read_whole():
+    assert zoom_settings({"zoom": TWO_STAGES}, "m.onnx") == ZoomSettings(
+        min_gain=1.0, margin=0.1, first_size=32, weight=1.0, square=True, threshold=0.2
+    )
+
+
+def test_a_square_box_is_grown_about_its_centre_and_kept_inside_the_photo():
+    low = np.zeros((30, 100), np.float32)  # a 120 x 400 photo seen at 30 x 100
+    low[5:25, 48:52] = 1.0  # photo rows 20-100, columns 192-208
+    square = ZoomSettings(min_gain=1.0, margin=0.0, square=True)
+    assert zoom_box(low, (120, 400), letterbox_scale(), 0.5, square) == (20, 100, 160, 240)
+    low[:] = 0
+    low[5:25, 0:4] = 1.0  # at the photo's left edge: the square is moved in, not cut
+    assert zoom_box(low, (120, 400), letterbox_scale(), 0.5, square) == (20, 100, 0, 80)
+    low[:] = 0
+    low[0:30, 10:90] = 1.0  # wider than the photo is tall: as tall as the photo
+    assert zoom_box(low, (120, 400), letterbox_scale(), 0.5, square) == (0, 120, 40, 360)
+
+
+def test_the_settings_threshold_decides_what_counts_as_person_for_the_box():
+    low = np.zeros((30, 100), np.float32)
+    low[5:25, 48:52] = 0.3  # faint: found at 0.2, not at the model's 0.5
+    assert zoom_box(low, (120, 400), letterbox_scale(), 0.5, ZoomSettings()) is None
+    assert zoom_box(low, (120, 400), letterbox_scale(), 0.5, ZoomSettings(threshold=0.2)) == (12, 108, 192, 208)
+
+
+def test_merge_with_weight_one_replaces_the_first_pass_inside_the_box():
+    first = np.zeros((100, 100), np.float32)
+    out = merge(first, np.ones((60, 50), np.float32), (20, 80, 30, 80), margin=0.25, weight=1.0)
+    assert (out[40:60, 45:65] == 1.0).all() and out[:20].max() == 0
+    assert out[20, 55] < 0.1 and np.all(np.diff(out[20:31, 55]) > 0)
+
+
+def test_two_stages_find_the_people_small_then_look_at_them_at_the_input_size():
+    rgb, person = landscape_with_a_standing_person()
+    model = RedIsPerson({**META, "zoom": TWO_STAGES})
+    out = model.predict(rgb, upsample="bilinear")
+    # Two calls: the whole photo at first_size, then the square crop around the figure at the input size.
+    assert [c.shape[-2:] for c in model.calls] == [(32, 32), (64, 64)]
+    crop_input = model.calls[1][0]
+    red_columns = (crop_input[0] > crop_input[1]).any(axis=0).sum()
+    assert 10 <= red_columns <= 20  # 20 of the square's ~96 photo columns: undistorted, not the whole width
+    # Outside the box the look-out pass is all there is; inside, the crop replaces it and sees the 1 px gap.
+    lookout = RedIsPerson({**META, "input_size": [32, 32]}).predict(rgb, upsample="bilinear")
+    np.testing.assert_array_equal(out[:, :100], lookout[:, :100])
+    assert out[40:80, 200].mean() < lookout[40:80, 200].mean() - 0.1
+    assert out[person].mean() > 0.8
+
+
+def test_two_stages_look_at_the_whole_photo_at_the_input_size_when_nobody_is_found():
+    empty = np.full((120, 400, 3), 128, np.uint8)
+    empty[50:54, 10:14] = (255, 0, 0)  # too small for the look-out at 32 to count as a person; seen at 64
+    model = RedIsPerson({**META, "zoom": TWO_STAGES})
+    out = model.predict(empty, upsample="bilinear")
+    assert [c.shape[-2:] for c in model.calls] == [(32, 32), (64, 64)]
+    np.testing.assert_array_equal(out, RedIsPerson(META).predict(empty, upsample="bilinear"))
+    assert out.max() > 0.2
+
+
+def test_a_model_at_another_size_shares_its_network_and_scales_its_guided_radius():
+    model = RedIsPerson({**META, "guided_radius": 6})
+    small = model.at_size(32)
+    assert small.input_size == (32, 32) and small.guided_radius == 3 and model.input_size == (64, 64)
+    small.predict(np.zeros((40, 40, 3), np.uint8))
+    assert model.calls and model.calls[0].shape[-2:] == (32, 32)  # the same network object ran it

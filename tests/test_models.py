@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 
 import pytest
@@ -410,6 +412,39 @@ def test_a_checkpoint_can_ask_for_the_second_look_and_its_export_carries_it(tmp_
     done = set_inference(str(tmp_path / "a.pt"), "--zoom", "0.5", "--output", str(tmp_path / "bad.pt"))
     assert done.returncode == 2 and "a.pt: metadata zoom needs min_gain in [1, 100]" in done.stderr
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_two_stages_export_a_graph_of_any_size_and_a_fixed_one_is_refused(tmp_path):
+    import numpy as np
+
+    from personseg.export import export_onnx
+    from personseg.inference.api import load_model
+
+    save_checkpoint(small_model("unet", seed=0), tmp_path / "a.pt", meta={"input_size": [64, 64]})
+    done = set_inference(str(tmp_path / "a.pt"), "--two-stages", "32", "--output", str(tmp_path / "two.pt"))
+    assert done.returncode == 0, done.stderr
+    zoom = load_checkpoint(tmp_path / "two.pt")[1]["zoom"]
+    assert zoom == {"min_gain": 1.0, "margin": 0.1, "first_size": 32, "weight": 1.0, "square": True, "threshold": 0.2}
+    onnx_model = load_model(export_onnx(tmp_path / "two.pt", tmp_path / "two.onnx"), providers="cpu")
+    assert onnx_model.session.get_inputs()[0].shape[2:] == ["height", "width"]
+    photo = np.random.default_rng(0).integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    torch_model = load_model(tmp_path / "two.pt", device="cpu")
+    np.testing.assert_allclose(onnx_model.predict(photo), torch_model.predict(photo), atol=1e-3)
+    # The same metadata on a graph fixed at 64x64 cannot run the look-out at 32: refused on load, one line.
+    export_onnx(tmp_path / "a.pt", tmp_path / "fixed.onnx")
+    import onnx
+
+    proto = onnx.load(tmp_path / "fixed.onnx")
+    for entry in proto.metadata_props:
+        if entry.key == "personseg":
+            entry.value = json.dumps({**json.loads(entry.value), "zoom": zoom})
+    onnx.save(proto, tmp_path / "fixed.onnx")
+    with pytest.raises(ValueError, match=r"fixed.onnx: metadata zoom first_size 32 needs a network input of any"):
+        load_model(tmp_path / "fixed.onnx", providers="cpu")
+    # A look-out size the network's stride does not divide is an export error.
+    set_inference(str(tmp_path / "a.pt"), "--two-stages", "40", "--output", str(tmp_path / "odd.pt"))
+    with pytest.raises(ValueError, match="zoom first_size 40 and input size 64x64 must be multiples"):
+        export_onnx(tmp_path / "odd.pt", tmp_path / "odd.onnx")
 
 
 def test_a_checkpoint_can_set_the_guided_filters_radius_and_its_export_carries_it(tmp_path):

@@ -120,6 +120,17 @@ def test_the_second_look_makes_video_masks_surer_and_is_skipped_with_no_zoom():
     np.testing.assert_array_equal(mask[:, :150], without[:, :150])  # outside the box: the first pass alone
 
 
+def test_a_model_in_two_stages_runs_each_video_frame_once_whole_at_its_input_size():
+    two = {"min_gain": 1.0, "margin": 0.1, "first_size": 32, "weight": 1.0, "square": True, "threshold": 0.2}
+    model = BlurryRedIsPerson({**META, "zoom": two})
+    processor = FrameProcessor(model, VideoOptions(), kind="mask")
+    assert processor.second_look is None
+    mask = processor(standing_figure())
+    assert [c.shape[-2:] for c in model.calls] == [(64, 64)]
+    plain = FrameProcessor(BlurryRedIsPerson(META), VideoOptions(), kind="mask")(standing_figure())
+    np.testing.assert_array_equal(mask, plain)
+
+
 def test_the_first_frame_is_close_to_the_photo_paths_mask():
     model = BlurryRedIsPerson(ZOOM_META)
     video_first = FrameProcessor(model, VideoOptions(), kind="mask")(standing_figure())

@@ -65,6 +65,12 @@ def export_onnx(
             raise ValueError(f"input_size must be (height, width) > 0, got {input_size!r}")
         meta["input_size"] = [int(input_size[0]), int(input_size[1])]
     h, w = meta["input_size"]
+    # A model whose second look runs the whole photo at another size first (the fast tier's two stages) needs a
+    # graph that takes any height and width; every other export keeps them fixed (ONNX Runtime plans for them).
+    first = (meta.get("zoom") or {}).get("first_size")
+    stride = int(getattr(model, "stride", 1))
+    if first and (first % stride or h % stride or w % stride):
+        raise ValueError(f"zoom first_size {first} and input size {h}x{w} must be multiples of the network's {stride}")
     wrapped = _Probabilities(model).eval()  # eval on the wrapper: export restores the wrapper's mode
     dummy = torch.randn(2, int(getattr(model, "config", {}).get("in_channels", 3)), h, w)  # 4: a temporal model
 
@@ -72,7 +78,7 @@ def export_onnx(
     fd, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        _torch_export(wrapped, dummy, tmp, opset, dynamo)
+        _torch_export(wrapped, dummy, tmp, opset, dynamo, any_size=bool(first))
         proto = onnx.load(tmp)
         props = {
             META_KEY: json.dumps(meta, sort_keys=True, default=_jsonable),
@@ -88,6 +94,8 @@ def export_onnx(
         onnx.save(proto, tmp)
         if verify:
             _verify(tmp, wrapped, dummy)
+            if first:
+                _verify(tmp, wrapped, torch.randn(1, dummy.shape[1], first, first))
         os.chmod(tmp, 0o644)
         os.replace(tmp, output_path)
     except BaseException:
@@ -102,8 +110,11 @@ def _jsonable(value: Any) -> Any:
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
-def _torch_export(model: torch.nn.Module, dummy: torch.Tensor, path: str, opset: int, dynamo: bool) -> None:
+def _torch_export(
+    model: torch.nn.Module, dummy: torch.Tensor, path: str, opset: int, dynamo: bool, any_size: bool = False
+) -> None:
     common = dict(input_names=["image"], output_names=["prob"], opset_version=opset)
+    axes = {0: "batch", 2: "height", 3: "width"} if any_size else {0: "batch"}
     if not dynamo:
         try:
             with warnings.catch_warnings():
@@ -113,7 +124,7 @@ def _torch_export(model: torch.nn.Module, dummy: torch.Tensor, path: str, opset:
                     model,
                     (dummy,),
                     path,
-                    dynamic_axes={"image": {0: "batch"}, "prob": {0: "batch"}},
+                    dynamic_axes={"image": axes, "prob": axes},
                     dynamo=False,
                     **common,
                 )
@@ -124,7 +135,7 @@ def _torch_export(model: torch.nn.Module, dummy: torch.Tensor, path: str, opset:
         model,
         (dummy,),
         path,
-        dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=1024)}},
+        dynamic_shapes={"image": {k: torch.export.Dim(name, min=1, max=4096) for k, name in axes.items()}},
         dynamo=True,
         external_data=False,
         **common,

@@ -7,6 +7,7 @@ model file. ONNX Runtime sessions are created once per (file, providers, threads
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -206,6 +207,9 @@ class Segmenter:
         out = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
+            if settings is not None and settings.first_size:
+                out.extend(self._two_stages(chunk, settings, upsample))
+                continue
             seen = [self.shrink(img) for img in chunk]
             lows = self.predict_lowres(seen)
             probs = [
@@ -220,6 +224,15 @@ class Segmenter:
             return guided_upsample(low, img, radius=self.guided_radius, guide=small if small.shape[0] < h else None)
         interp = cv2.INTER_AREA if h <= low.shape[0] and w <= low.shape[1] else cv2.INTER_LINEAR
         return np.clip(cv2.resize(low, (w, h), interpolation=interp), 0.0, 1.0)
+
+    def at_size(self, side: int) -> Segmenter:
+        """This model run at a ``side`` x ``side`` input: the same network and weights (which must accept that size),
+        the guided filter's radius scaled with it."""
+        view = copy.copy(self)
+        view.input_size = (side, side)
+        if self.guided_radius is not None:
+            view.guided_radius = max(1, round(self.guided_radius * side / min(self.input_size)))
+        return view
 
     def input_scale(self, h: int, w: int) -> tuple[float, float]:
         """How much the network's input shrinks an h x w picture, (vertically, horizontally)."""
@@ -254,9 +267,36 @@ class Segmenter:
             for img, low in zip(chunk, lows, strict=True)
         ]
         return [
-            prob if looked is None else merge(prob, self._upsample(*looked, upsample), box, settings.margin)
+            prob
+            if looked is None
+            else merge(prob, self._upsample(*looked, upsample), box, settings.margin, settings.weight)
             for prob, box, looked in zip(probs, boxes, self.predict_crops(chunk, boxes), strict=True)
         ]
+
+    def _two_stages(self, chunk: list[np.ndarray], settings: ZoomSettings, upsample: str) -> list[np.ndarray]:
+        """The whole photos at ``settings.first_size`` only to find the people, then the crops around them at the
+        input size (one call), each mixed into its photo's first pass; where nobody was found or the crop would
+        not be larger, the whole photo at the input size."""
+        look = self.at_size(settings.first_size)
+        seen = [look.shrink(img) for img in chunk]
+        lows = look.predict_lowres(seen)
+        boxes = [
+            zoom_box(low, img.shape[:2], self.input_scale, self.threshold, settings)
+            or (0, img.shape[0], 0, img.shape[1])
+            for img, low in zip(chunk, lows, strict=True)
+        ]
+        out = []
+        for img, small, low, box, looked in zip(
+            chunk, seen, lows, boxes, self.predict_crops(chunk, boxes), strict=True
+        ):
+            second = self._upsample(*looked, upsample)
+            whole = box == (0, img.shape[0], 0, img.shape[1])
+            out.append(
+                second
+                if whole
+                else merge(look._upsample(img, small, low, upsample), second, box, settings.margin, settings.weight)
+            )
+        return out
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -294,8 +334,13 @@ class OnnxSegmenter(Segmenter):
             raise ValueError(f"{path}: the personseg metadata in the ONNX file is not valid JSON ({exc})") from None
         super().__init__(meta, str(path))
         self.input_name = self.session.get_inputs()[0].name
-        channels = self.session.get_inputs()[0].shape[1]
-        self.in_channels = channels if isinstance(channels, int) else 3
+        shape = self.session.get_inputs()[0].shape
+        self.in_channels = shape[1] if isinstance(shape[1], int) else 3
+        if self.zoom is not None and self.zoom.first_size and any(isinstance(side, int) for side in shape[2:]):
+            raise ValueError(
+                f"{path}: metadata zoom first_size {self.zoom.first_size} needs a network input of any height and "
+                f"width, but this one is fixed at {shape[2]}x{shape[3]}; re-export it with personseg export"
+            )
         self.providers = self.session.get_providers()
         log.info("loaded %s on ONNX Runtime with %s", path, self.providers[0])
 

@@ -209,7 +209,8 @@ def with_inference(
     the size it was trained at stays in ``meta["trained_input_size"]`` (and in ``train_config``), so the checkpoint
     still says how it was made.
     ``zoom``: the second look at the people (``personseg.inference.zoom``): its settings (``{"min_gain": 1.15,
-    "margin": 0.1}``), True for the defaults, False to remove it, None to leave it as it is.
+    "margin": 0.1}``, or the fast tier's two stages with ``first_size`` and the rest), True for the defaults, False to
+    remove it, None to leave it as it is.
     ``resize``: how a photo becomes the network's input, ``"letterbox"`` (aspect kept, padded) or ``"stretch"``
     (every input pixel used, the photo distorted to the input's shape; the fast model runs so since session 11).
     ``guided_radius``: the guided filter's radius in network-resolution pixels when the probability is brought to
@@ -233,7 +234,10 @@ def with_inference(
         meta.pop("zoom", None)
     elif zoom is not None:
         settings = ZoomSettings() if zoom is True else zoom_settings({"zoom": dict(zoom)}, str(path))
-        meta["zoom"] = dataclasses.asdict(settings)
+        defaults = dataclasses.asdict(ZoomSettings())
+        meta["zoom"] = {  # min_gain and margin always; the two stages' settings when they differ from the defaults
+            k: v for k, v in dataclasses.asdict(settings).items() if k in ("min_gain", "margin") or v != defaults[k]
+        }
     if guided_radius == 0:
         meta.pop("guided_radius", None)
     elif guided_radius is not None:

@@ -345,10 +345,12 @@ class FrameProcessor:
         self._previous: np.ndarray | None = None  # the last frame's probability: a temporal model's prior
         zoom = getattr(model, "zoom", None) if options.remove.zoom else None
         # The second look at the people, when the model asks for it (not for a temporal model: its prior is the
-        # whole frame's): a second network pass per frame on a steady crop, with its own stabiliser.
+        # whole frame's): a second network pass per frame on a steady crop, with its own stabiliser. The fast
+        # tier's two stages (zoom.first_size) are for photos: a video frame goes through it once, whole, at its
+        # input size, which is what keeps `personseg live` at 30 fps on 720p.
         self.second_look = (
             SecondLook(zoom, make_stabilizer(options))
-            if zoom is not None and not getattr(model, "temporal", False)
+            if zoom is not None and not zoom.first_size and not getattr(model, "temporal", False)
             else None
         )
 
@@ -442,7 +444,8 @@ class FrameProcessor:
         left, right = round(box[2] * fx), max(round(box[2] * fx) + 1, round(box[3] * fx))
         crop = rgb[top:bottom, left:right]
         second = refine.guided_upsample(low, crop, radius=self.radius, guide=guide)
-        return merge(prob, second, (top, bottom, left, right), self.second_look.settings.margin)
+        settings = self.second_look.settings
+        return merge(prob, second, (top, bottom, left, right), settings.margin, settings.weight)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """One frame, start to finish."""
