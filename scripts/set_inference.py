@@ -20,7 +20,6 @@ import sys
 
 from personseg.models.checkpoint import atomic_save, with_inference
 
-
 #: The two stages as measured (docs/experiments.md, session 12-13): a box from a low threshold, grown by 10% and to
 #: a square, the crop replacing the first pass inside it; the crop always runs (min_gain 1).
 TWO_STAGES = {"min_gain": 1.0, "margin": 0.1, "weight": 1.0, "square": True, "threshold": 0.2}
