@@ -1,8 +1,8 @@
 """Bare network time per image: the ONNX session (or MediaPipe's interpreter) on one preprocessed input.
 
 This is the figure the model budgets are set in (personseg-default under 20 ms on 2 threads, both passes of its
-second look at the people included; personseg-fast at most 2x MediaPipe selfie's time); photo_bench.py gives the
-end-to-end figures.
+second look at the people included; personseg-fast at most 2x MediaPipe selfie's time, both of its stages included
+when it runs in two); photo_bench.py gives the end-to-end figures.
 
     python benchmarks/network_speed.py --models personseg-default personseg-fast --threads 2 --repeats 200
 """
@@ -50,7 +50,12 @@ def main() -> int:
         h, w = model.meta["input_size"]
         batch = np.random.default_rng(0).standard_normal((1, 3, h, w)).astype(np.float32)
         rows.append((Path(name).name, f"{w}x{h}", timed(lambda m=model, b=batch: m._forward(b), args.repeats)))
-        if model.zoom is not None:  # a photo whose people fill little of it costs a second pass on their crop
+        first = model.zoom.first_size if model.zoom is not None else None
+        if first:  # the two stages: every photo costs the look-out at first_size and the crop at the input size
+            small = batch[:, :, :first, :first].copy()
+            both = timed(lambda m=model, a=small, b=batch: (m._forward(a), m._forward(b)), args.repeats)
+            rows.append((f"{Path(name).name}, two stages", f"{first}x{first} + {w}x{h}", both))
+        elif model.zoom is not None:  # a photo whose people fill little of it costs a second pass on their crop
             second = timed(lambda m=model, b=batch: (m._forward(b), m._forward(b)), args.repeats)
             rows.append((f"{Path(name).name}, with the second look (2 passes)", f"{w}x{h} twice", second))
     if args.mediapipe:

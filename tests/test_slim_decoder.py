@@ -104,5 +104,7 @@ def test_decoder_channels_is_a_training_option_and_only_for_deeplabv3plus():
     assert TrainConfig.from_dict(cfg.to_dict()).decoder_channels == 64
     model = create_model("deeplabv3plus", **ENCODER, decoder_channels=64)
     assert model.net.segmentation_head[0].in_channels == 64 and model.config["decoder_channels"] == 64
+    with pytest.raises(ValueError, match="--decoder-channels must be >= 8 and is for --arch deeplabv3plus"):
+        TrainConfig(arch="fpn", encoder="efficientnet_lite0", decoder_channels=64)
     with pytest.raises(ValueError, match="decoder_channels=64: only for deeplabv3plus"):
         create_model("fpn", **ENCODER, decoder_channels=64)

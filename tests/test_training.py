@@ -135,6 +135,7 @@ def test_unreadable_yaml_is_explained(tmp_path):
         ("input_size", -1, "--input-size"),
         ("lr", 0.0, "--lr"),
         ("val_fraction", 1.0, "--val-fraction"),
+        ("decoder_channels", 4, "--decoder-channels"),
     ],
 )
 def test_validation_errors_name_the_flag(field, value, flag):

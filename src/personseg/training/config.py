@@ -169,6 +169,11 @@ class TrainConfig:
             raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.encoder_weights in ("none", "None", ""):
             self.encoder_weights = None
+        if self.decoder_channels is not None and (self.arch != "deeplabv3plus" or self.decoder_channels < 8):
+            raise ValueError(
+                f"--decoder-channels must be >= 8 and is for --arch deeplabv3plus, got {self.decoder_channels} "
+                f"with --arch {self.arch}"
+            )
         for name in COMPOSITE_SHARES:
             share, flag = getattr(self, name), "--" + name.replace("_", "-")
             if not 0 <= share <= 1:
