@@ -210,3 +210,15 @@ def test_a_model_at_another_size_shares_its_network_and_scales_its_guided_radius
     assert small.input_size == (32, 32) and small.guided_radius == 3 and model.input_size == (64, 64)
     small.predict(np.zeros((40, 40, 3), np.uint8))
     assert model.calls and model.calls[0].shape[-2:] == (32, 32)  # the same network object ran it
+
+
+def test_two_stages_with_a_shared_weight_average_both_passes_even_over_the_whole_photo():
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[..., 0] = 255
+    rgb[:, ::2] = 128  # grey columns every other pixel: seen at 64, blurred to pink at 32
+    model = RedIsPerson({**META, "zoom": {**TWO_STAGES, "weight": 0.5}})
+    out = model.predict(rgb, upsample="bilinear")
+    lookout = RedIsPerson({**META, "input_size": [32, 32]}).predict(rgb, upsample="bilinear")
+    plain = RedIsPerson(META).predict(rgb, upsample="bilinear")
+    assert np.abs(lookout - plain).max() > 0.3  # the two passes differ
+    np.testing.assert_allclose(out, (lookout + plain) / 2, atol=1e-6)

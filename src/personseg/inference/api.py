@@ -280,22 +280,23 @@ class Segmenter:
         look = self.at_size(settings.first_size)
         seen = [look.shrink(img) for img in chunk]
         lows = look.predict_lowres(seen)
-        boxes = [
+        found = [
             zoom_box(low, img.shape[:2], self.input_scale, self.threshold, settings)
-            or (0, img.shape[0], 0, img.shape[1])
             for img, low in zip(chunk, lows, strict=True)
         ]
+        wholes = [(0, img.shape[0], 0, img.shape[1]) for img in chunk]
+        boxes = [box or whole for box, whole in zip(found, wholes, strict=True)]
         out = []
-        for img, small, low, box, looked in zip(
-            chunk, seen, lows, boxes, self.predict_crops(chunk, boxes), strict=True
+        for img, small, low, box, whole, looked in zip(
+            chunk, seen, lows, found, wholes, self.predict_crops(chunk, boxes), strict=True
         ):
             second = self._upsample(*looked, upsample)
-            whole = box == (0, img.shape[0], 0, img.shape[1])
-            out.append(
-                second
-                if whole
-                else merge(look._upsample(img, small, low, upsample), second, box, settings.margin, settings.weight)
-            )
+            if box is None or (box == whole and settings.weight == 1.0):  # nothing of the first pass would stay
+                out.append(second)
+            else:
+                out.append(
+                    merge(look._upsample(img, small, low, upsample), second, box, settings.margin, settings.weight)
+                )
         return out
 
 

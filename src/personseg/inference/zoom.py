@@ -133,8 +133,8 @@ def merge(
     """``first`` (the whole photo's probability) with ``second`` (the crop's) mixed in inside ``box``, ``weight``
     of it (0.5: the mean of both passes).
 
-    The second pass's weight fades from ``weight`` to 0 across the box's margin (``margin`` of the people's size on each
-    side, where the crop sees mostly background), so nothing it alone sees ends at a hard rectangle: without the
+    The second pass's weight fades from ``weight`` to 0 across the box's margin (``margin`` of the people's size on
+    each side, where the crop sees mostly background), so nothing it alone sees ends at a hard rectangle: without the
     fade a swing's pole in front of the person, taken as person by the crop, showed as a half-transparent band cut
     off at the box's edges. Sides on the photo's own edge do not fade.
     """
