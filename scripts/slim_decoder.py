@@ -96,10 +96,7 @@ def slim(state: dict[str, torch.Tensor], rms: dict[str, torch.Tensor], k: int, w
     out[p + "aspp.1.1.weight"] = pw[aspp_idx][:, proj_idx]
     bn(p + "aspp.2", aspp_idx)
 
-    for name in ("block1.0.weight",):
-        out[p + name] = state[p + name]
-    for part in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
-        out[f"{p}block1.1.{part}"] = state[f"{p}block1.1.{part}"]
+    out.update({k: v for k, v in state.items() if k.startswith(p + "block1.")})  # the high-resolution branch, whole
     fused_in = torch.cat([aspp_idx, torch.arange(width, fuse_dw.shape[0])])  # the 48 high-resolution ones stay
     head = state["net.segmentation_head.0.weight"]
     fused_idx = keep(rms["fused"] * head[0, :, 0, 0].abs(), k)
@@ -129,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 8 <= args.channels < width:
         sys.exit(f"slim_decoder: --channels {args.channels}: must be at least 8 and below the decoder's {width}")
     model = model_from_checkpoint(ckpt).eval()
-    photos = load_model(args.checkpoint, providers="cpu")
+    photos = load_model(args.checkpoint, device="cpu")
     files = calibration_images(args.images, args.count, ckpt["meta"].get("val_fraction") or 0.1)
     batch = torch.from_numpy(np.stack([photos.preprocess(read_image(f).rgb)[0] for f in files]))
     rms = activations(model, batch)
