@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from personseg.export.quantize import calibration_images
-from personseg.inference.api import load_model
+from personseg.inference.api import Segmenter
 from personseg.inference.io import read_image
 from personseg.models import create_model, model_name, save_checkpoint
 from personseg.models.checkpoint import model_from_checkpoint, read_checkpoint
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 8 <= args.channels < width:
         sys.exit(f"slim_decoder: --channels {args.channels}: must be at least 8 and below the decoder's {width}")
     model = model_from_checkpoint(ckpt).eval()
-    photos = load_model(args.checkpoint, device="cpu")
+    photos = Segmenter(ckpt["meta"], args.checkpoint)  # the checkpoint's own preprocessing, no second load
     files = calibration_images(args.images, args.count, ckpt["meta"].get("val_fraction") or 0.1)
     batch = torch.from_numpy(np.stack([photos.preprocess(read_image(f).rgb)[0] for f in files]))
     rms = activations(model, batch)
