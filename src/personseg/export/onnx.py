@@ -135,7 +135,9 @@ def _torch_export(
         model,
         (dummy,),
         path,
-        dynamic_shapes={"image": {k: torch.export.Dim(name, min=1, max=4096) for k, name in axes.items()}},
+        dynamic_shapes={
+            "image": {k: torch.export.Dim(name, min=1, max=1024 if k == 0 else 4096) for k, name in axes.items()}
+        },
         dynamo=True,
         external_data=False,
         **common,
