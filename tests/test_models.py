@@ -297,9 +297,6 @@ def test_convert_lukemelas_raises_on_unexpected_source_keys():
 
 
 def test_average_checkpoints_is_the_mean_of_the_weights_and_says_so(tmp_path):
-    import subprocess
-    import sys
-
     from personseg.data.download import file_digest
     from personseg.models.checkpoint import average_checkpoints
 
@@ -318,40 +315,34 @@ def test_average_checkpoints_is_the_mean_of_the_weights_and_says_so(tmp_path):
     assert soup["meta"]["note"] == "test"
 
     # The script writes a loadable checkpoint; models of another shape are refused, naming the file.
-    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "average_checkpoints.py")
     out = tmp_path / "soup.pt"
-    done = subprocess.run(
-        [sys.executable, script, "--output", str(out), str(tmp_path / "a.pt"), str(tmp_path / "b.pt")],
-        capture_output=True,
-        text=True,
-    )
+    done = run_script("average_checkpoints.py", "--output", str(out), str(tmp_path / "a.pt"), str(tmp_path / "b.pt"))
     assert done.returncode == 0, done.stderr
     loaded, _ = load_checkpoint(out)
     assert torch.equal(loaded.state_dict()["inc.0.weight"], soup["state_dict"]["inc.0.weight"])
     save_checkpoint(create_model("unet", base_channels=8), tmp_path / "wide.pt")
-    done = subprocess.run(
-        [
-            sys.executable,
-            script,
-            "--output",
-            str(tmp_path / "bad.pt"),
-            str(tmp_path / "a.pt"),
-            str(tmp_path / "wide.pt"),
-        ],
-        capture_output=True,
-        text=True,
+    done = run_script(
+        "average_checkpoints.py",
+        "--output",
+        str(tmp_path / "bad.pt"),
+        str(tmp_path / "a.pt"),
+        str(tmp_path / "wide.pt"),
     )
     assert done.returncode == 2 and "wide.pt: a different model" in done.stderr
     assert not (tmp_path / "bad.pt").exists()
 
 
-def set_inference(*args: str):
-    """scripts/set_inference.py run as a user runs it (its output and exit status)."""
+def run_script(name: str, *args: str):
+    """scripts/NAME run as a user runs it (its output and exit status)."""
     import subprocess
     import sys
 
-    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "set_inference.py")
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", name)
     return subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+
+
+def set_inference(*args: str):
+    return run_script("set_inference.py", *args)
 
 
 def test_a_checkpoint_set_to_another_input_size_keeps_its_weights_and_says_how_it_was_trained(tmp_path):

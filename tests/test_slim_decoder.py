@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -13,13 +12,14 @@ import torch
 from personseg.inference.api import load_model
 from personseg.models import create_model, load_checkpoint, save_checkpoint
 from personseg.training.config import TrainConfig
+from test_models import run_script
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "slim_decoder.py")
 ENCODER = {"encoder": "efficientnet_lite0", "encoder_weights": None}
 
 
-def slim(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True)
+def slim(*args: str):
+    return run_script("slim_decoder.py", *args)
 
 
 @pytest.fixture(scope="module")
