@@ -187,6 +187,18 @@ def test_shares_of_the_composites_are_checked(name):
         TrainConfig(**{name: 0.2})
 
 
+def test_things_beside_people_are_a_share_of_every_sample_and_need_no_composites(tmp_path):
+    cfg = TrainConfig(beside_objects=0.3)
+    cfg.save_yaml(tmp_path / "config.yaml")
+    assert TrainConfig.from_yaml(tmp_path / "config.yaml").beside_objects == 0.3
+    with pytest.raises(ValueError, match="--beside-objects must be in \\[0, 1\\], got 1.2"):
+        TrainConfig(beside_objects=1.2)
+    data = make_folder(tmp_path / "data", 2)
+    train, _ = builders.build_datasets(tiny_config(data, data, tmp_path / "run", beside_objects=0.5))
+    assert train.objects.prob == 0.5 and train.objects.backgrounds == []
+    assert builders.build_datasets(tiny_config(data, data, tmp_path / "run"))[0].objects is None
+
+
 # --------------------------------------------------------------------------- a tiny overfit
 
 

@@ -31,7 +31,9 @@ class TrainMixture(Dataset):
     """``length`` samples per epoch drawn from weighted sources.
 
     A source is a ``PairedFolder`` (augmented with ``pair_transform``) or a ``Compositor`` (augmented with
-    ``composite_transform``).
+    ``composite_transform``). ``objects`` (``data.beside.BesideObjects``), when given, pastes things beside the
+    people of any sample before its augmentation, from a generator of its own: the rest of each sample, label
+    included, is the one drawn without it.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class TrainMixture(Dataset):
         pair_transform: Callable,
         composite_transform: Callable | None = None,
         seed: int = 0,
+        objects: Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray] | None = None,
     ) -> None:
         if len(sources) != len(weights) or not sources:
             raise ValueError("give one weight per training source")
@@ -54,6 +57,7 @@ class TrainMixture(Dataset):
         self.pair_transform = pair_transform
         self.composite_transform = composite_transform
         self.seed = seed
+        self.objects = objects
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -66,13 +70,12 @@ class TrainMixture(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         source = self.sources[rng.choice(len(self.sources), p=self.probs)]
         aug_seed = int(rng.integers(2**31))
-        if isinstance(source, Compositor):
-            image, mask = source(rng)
-            if self.composite_transform is not None:
-                image, mask = apply(self.composite_transform, image, mask, seed=aug_seed)
-            return image, mask
-        image, mask = source[int(rng.integers(len(source)))]
-        return apply(self.pair_transform, image, mask, seed=aug_seed)
+        composite = isinstance(source, Compositor)
+        image, mask = source(rng) if composite else source[int(rng.integers(len(source)))]
+        if self.objects is not None:
+            image = self.objects(image, mask, np.random.default_rng([self.seed, self.epoch, index, 1]))
+        transform = self.composite_transform if composite else self.pair_transform
+        return (image, mask) if transform is None else apply(transform, image, mask, seed=aug_seed)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return to_tensors(*self.sample(index))

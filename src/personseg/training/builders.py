@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from personseg.data.beside import BesideObjects
 from personseg.data.composite import Compositor, foregrounds_from_pairs, load_backgrounds, load_cutouts
 from personseg.data.folder import DatasetError, PairedFolder
 from personseg.data.mixture import EvalDataset, TrainMixture
@@ -109,13 +110,13 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
         )
     if not val_sets:
         raise DatasetError("no validation images: raise --val-fraction or pass --val-data")
+    backgrounds = [bg for d in cfg.backgrounds for bg in load_backgrounds(d)] if cfg.backgrounds else []
     if cfg.composite_weight > 0:
         cutouts = [fg for d in cfg.cutouts for fg in load_cutouts(d)]
         matte_fgs = [fg for folder in mattes for fg in foregrounds_from_pairs(folder)]
         # Give the (few, full-body, varied) cut-outs as much weight as the (many, studio) mattes.
         repeat = max(1, round(len(matte_fgs) / len(cutouts))) if cutouts and matte_fgs else 1
         foregrounds = cutouts * repeat + matte_fgs
-        backgrounds = [bg for d in cfg.backgrounds for bg in load_backgrounds(d)]
         if not foregrounds or not backgrounds:
             raise DatasetError("--composite-weight > 0 needs --cutouts or --matte-data, and --backgrounds")
         compositor = Compositor(
@@ -138,6 +139,7 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
         pair_transform=train_transform(train_size, cfg.letterbox_prob, cfg.aug_strength, cfg.resize),
         composite_transform=composite_transform(cfg.aug_strength),
         seed=cfg.seed,
+        objects=BesideObjects(backgrounds, cfg.beside_objects, cfg.pattern_kinds) if cfg.beside_objects else None,
     )
     return mixture, val_sets
 

@@ -37,6 +37,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 #: Options that are shares of the composited samples: each in [0, 1], and only meaningful with compositing on.
 COMPOSITE_SHARES = ("pattern_backgrounds", "rotate_people")
+SHARES = (*COMPOSITE_SHARES, "beside_objects")
 
 
 def split_matte_entry(entry: str) -> tuple[str, str]:
@@ -107,6 +108,11 @@ class TrainConfig:
     rotate_people: float = _f(
         0.0, "share of composited whole-body people turned to any angle (upside down, cartwheeling, lying)"
     )
+    beside_objects: float = _f(
+        0.0,
+        "share of training samples (photos and composites) given 1-3 textured shapes (patterns, --backgrounds "
+        "crops, cloth) behind a person, touching them, labelled background: chairs, flags, animals beside people",
+    )
     skip_invalid: bool = _f(False, "skip broken pairs with a warning instead of failing")
     cache_max_side: int = _f(512, "keep images in memory downscaled to this long side (0: decode every time)")
     samples_per_epoch: int = _f(0, "training samples per epoch (0: the number of training pairs)")
@@ -174,11 +180,11 @@ class TrainConfig:
                 f"--decoder-channels must be >= 8 and is for --arch deeplabv3plus, got {self.decoder_channels} "
                 f"with --arch {self.arch}"
             )
-        for name in COMPOSITE_SHARES:
+        for name in SHARES:
             share, flag = getattr(self, name), "--" + name.replace("_", "-")
             if not 0 <= share <= 1:
                 raise ValueError(f"{flag} must be in [0, 1], got {share}")
-            if share > 0 and self.composite_weight <= 0:
+            if name in COMPOSITE_SHARES and share > 0 and self.composite_weight <= 0:
                 raise ValueError(f"{flag} acts on composited people: it needs --composite-weight > 0")
         if isinstance(self.pattern_kinds, str):  # "pattern_kinds: flag" in a YAML file
             self.pattern_kinds = [self.pattern_kinds]
