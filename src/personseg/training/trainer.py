@@ -281,6 +281,8 @@ def restore(ckpt_path: Path, model, optimizer, scheduler, scaler, cfg: TrainConf
     model.load_state_dict(ckpt["state_dict"])
     ts = ckpt["train_state"]
     optimizer.load_state_dict(ts["optimizer"])
+    if not ts["optimizer"]["state"]:
+        log.info("%s carries no optimizer moments (scripts/carry_checkpoint.py): Adam starts them afresh", ckpt_path)
     if scheduler is not None and ts.get("scheduler"):
         scheduler.load_state_dict(ts["scheduler"])
         if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max != cfg.epochs:
