@@ -40,9 +40,45 @@ def test_shapes_go_behind_the_person_and_touch_them(seed):
 
 def test_nothing_is_pasted_on_unknown_pixels():
     img, mask = _scene(1)
-    mask[:, :40] = IGNORE
-    out = BesideObjects([_photo()], prob=1.0, max_objects=3)(img, mask, np.random.default_rng(3))
-    assert np.array_equal(out[:, :40], img[:, :40])
+    unknown = mask.copy()
+    unknown[:, :40] = IGNORE
+    objects = BesideObjects([_photo()], prob=1.0, max_objects=3)
+    reached = 0
+    for seed in range(12):
+        reached += not np.array_equal(objects(img, mask, np.random.default_rng(seed))[:, :40], img[:, :40])
+        assert np.array_equal(objects(img, unknown, np.random.default_rng(seed))[:, :40], img[:, :40]), seed
+    assert reached >= 3  # with a known label those columns do get shapes
+
+
+def test_shapes_beside_a_concave_person_show_and_touch_them():
+    """Beside arms and a body (an outline whose outward side is not away from the centre of mass) nearly every
+    shape shows, and every one touches the person."""
+    h, w = 120, 120
+    mask = np.zeros((h, w), np.float32)
+    mask[20:40, 10:110] = 1  # arms
+    mask[40:110, 50:70] = 1  # body
+    img = np.where(mask[..., None] > 0, 220, 30).astype(np.uint8).repeat(3, axis=2)
+    objects = BesideObjects([_photo()], prob=1.0, max_objects=1)
+    ring = cv2.dilate((mask > 0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    seen = 0
+    for seed in range(100):
+        changed = np.abs(objects(img, mask, np.random.default_rng(seed)).astype(int) - img).max(axis=2) > 0
+        seen += changed.any()
+        assert not changed.any() or (changed & ring).any(), seed
+    assert seen >= 97
+
+
+def test_cloth_comes_from_inside_the_person(monkeypatch):
+    import personseg.data.beside as beside
+
+    monkeypatch.setattr(beside, "TEXTURES", (("cloth", 1.0), ("photo", 0.0)))
+    mask = np.zeros((96, 128), np.float32)
+    mask[20:96, 40:90] = 1  # a person cut by the bottom edge
+    img = np.where(mask[..., None] > 0, 230, 20).astype(np.uint8).repeat(3, axis=2)
+    for seed in range(10):
+        out = beside.BesideObjects([_photo()], prob=1.0)(img, mask, np.random.default_rng(seed))
+        changed = np.abs(out.astype(int) - img.astype(int)).max(axis=2) > 0
+        assert changed.any() and out[changed].mean() > 230 * 0.7 - 1, seed  # the person's colour, lit 0.7-1.1
 
 
 def test_the_share_decides_and_a_scene_without_a_person_is_left_alone():

@@ -67,48 +67,55 @@ class BesideObjects:
         self.pattern_kinds = check_kinds(pattern_kinds)
         self.max_objects = max_objects
 
-    def _texture(self, rng: np.random.Generator, h: int, w: int, image: np.ndarray, person: np.ndarray) -> np.ndarray:
+    def _texture(self, rng: np.random.Generator, h: int, w: int, image: np.ndarray, inside: np.ndarray) -> np.ndarray:
+        """An h x w float32 texture; ``inside``: the person's distance to the background (for the cloth)."""
         names, probs = zip(*TEXTURES, strict=True)
         probs = np.array(probs)
         if not self.backgrounds:
             probs[names.index("photo")] = 0.0
         kind = names[rng.choice(len(names), p=probs / probs.sum())]
+        tex = None
         if kind == "cloth":  # a patch from inside the person: a shirt on a chair, clothes on a rack
-            ys, xs = np.nonzero(cv2.erode(person.astype(np.uint8), np.ones((5, 5), np.uint8)))
-            if len(ys) >= 16:
+            ys, xs = np.nonzero(inside >= 3)
+            if len(ys):
                 i = rng.integers(len(ys))
-                half = max(4, int(min(h, w) * rng.uniform(0.1, 0.3)))
-                y0, x0 = max(0, ys[i] - half), max(0, xs[i] - half)
-                patch = image[y0 : ys[i] + half, x0 : xs[i] + half]
+                half = int(min(max(3, min(h, w) * rng.uniform(0.1, 0.3)), inside[ys[i], xs[i]]))
+                patch = image[ys[i] - half : ys[i] + half, xs[i] - half : xs[i] + half]  # inside the person
                 tex = cv2.resize(patch, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-                return np.ascontiguousarray(np.rot90(tex, int(rng.integers(4))) if h == w else tex)
-            kind = "pattern"
-        if kind == "photo":
+                if h == w:
+                    tex = np.ascontiguousarray(np.rot90(tex, int(rng.integers(4))))
+        if tex is None and kind == "photo":
             bg = self.backgrounds[rng.integers(len(self.backgrounds))]
             bh, bw = bg.shape[:2]
             ch, cw = max(2, int(bh * rng.uniform(0.15, 0.6))), max(2, int(bw * rng.uniform(0.15, 0.6)))
             y, x = rng.integers(0, bh - ch + 1), rng.integers(0, bw - cw + 1)
             tex = cv2.resize(bg[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-        else:
-            side = max(h, w)
+        if tex is None:
             kind_name = self.pattern_kinds[rng.integers(len(self.pattern_kinds))]
-            tex = pattern_background(rng, side, kind_name)[:h, :w]
+            tex = pattern_background(rng, max(h, w), kind_name)[:h, :w]
         # Light falling across the object, so it is not flat-lit like a sticker.
-        ramp = np.linspace(rng.uniform(0.7, 1.1), rng.uniform(0.7, 1.1), w if rng.random() < 0.5 else h)
-        ramp = ramp[None, :, None] if len(ramp) == w else ramp[:, None, None]
-        return tex * ramp.astype(np.float32)
+        across = rng.random() < 0.5
+        ramp = np.linspace(rng.uniform(0.7, 1.1), rng.uniform(0.7, 1.1), w if across else h, dtype=np.float32)
+        return tex * (ramp[None, :, None] if across else ramp[:, None, None])
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if not self.prob or rng.random() >= self.prob:
             return image
-        person = mask > 0.5
+        person = (mask > 0.5).astype(np.uint8)
         if person.sum() < 64:
             return image
-        outline = person & ~cv2.erode(person.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        outline = person.astype(bool) & ~cv2.erode(person, np.ones((3, 3), np.uint8)).astype(bool)
         oy, ox = np.nonzero(outline)
-        ys, xs = np.nonzero(person)
-        centre = np.array([ys.mean(), xs.mean()])
+        ys = np.nonzero(person)[0]
         person_h = float(ys.max() - ys.min() + 1)
+        # Distance to the background, the photo's edge counting as background (so cloth patches stay in the photo).
+        inside = cv2.distanceTransform(
+            cv2.copyMakeBorder(person, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0), cv2.DIST_L2, 3
+        )[1:-1, 1:-1]
+        # The outward normal of the outline: down the slope of the smoothed person mask (on limbs and concave
+        # outlines too, where the direction away from the centre of mass points into the body).
+        smooth = cv2.GaussianBlur(person.astype(np.float32), (0, 0), max(1.5, 0.03 * person_h))
+        ny, nx = -cv2.Sobel(smooth, cv2.CV_32F, 0, 1), -cv2.Sobel(smooth, cv2.CV_32F, 1, 0)
         height, width = mask.shape
         # Behind the person: only where the label is background (soft edges blend), never on unknown pixels.
         free = np.where(mask < 0, 0.0, 1.0 - np.clip(mask, 0.0, 1.0)).astype(np.float32)
@@ -118,7 +125,7 @@ class BesideObjects:
             size = float(np.clip(person_h * rng.uniform(0.15, 0.6), 12, max(height, width)))
             aspect = rng.uniform(0.5, 2.0)
             h, w = max(8, int(size * np.sqrt(aspect))), max(8, int(size / np.sqrt(aspect)))
-            away = np.array([oy[i], ox[i]], np.float64) - centre
+            away = np.array([ny[oy[i], ox[i]], nx[oy[i], ox[i]]], np.float64)
             away /= max(np.linalg.norm(away), 1e-6)
             # Centre outside the outline by less than the shape's half-size: it overlaps the outline, so it touches.
             cy, cx = np.array([oy[i], ox[i]]) + away * rng.uniform(0.1, 0.4) * np.array([h, w])
@@ -127,7 +134,7 @@ class BesideObjects:
             if sy1 <= sy0 or sx1 <= sx0:
                 continue
             shape = _blob(rng, h, w)[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
-            tex = self._texture(rng, h, w, image, person)[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
+            tex = self._texture(rng, h, w, image, inside)[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
             a = (shape * free[sy0:sy1, sx0:sx1])[..., None]
             region = out[sy0:sy1, sx0:sx1]
             region[:] = region * (1 - a) + tex * a

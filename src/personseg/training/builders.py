@@ -110,7 +110,8 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
         )
     if not val_sets:
         raise DatasetError("no validation images: raise --val-fraction or pass --val-data")
-    backgrounds = [bg for d in cfg.backgrounds for bg in load_backgrounds(d)] if cfg.backgrounds else []
+    wanted = cfg.composite_weight > 0 or cfg.beside_objects > 0
+    backgrounds = [bg for d in cfg.backgrounds for bg in load_backgrounds(d)] if wanted else []
     if cfg.composite_weight > 0:
         cutouts = [fg for d in cfg.cutouts for fg in load_cutouts(d)]
         matte_fgs = [fg for folder in mattes for fg in foregrounds_from_pairs(folder)]

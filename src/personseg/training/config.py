@@ -97,13 +97,18 @@ class TrainConfig:
     repair_backdrop: list[str] = _f(
         [], "--data roots on a plain backdrop whose masks miss parts (necks): mend them from the photo", nargs="*"
     )
-    backgrounds: list[str] = _f([], "folders of person-free photos for compositing", nargs="*")
+    backgrounds: list[str] = _f(
+        [], "folders of person-free photos for compositing (and --beside-objects' photo textures)", nargs="*"
+    )
     composite_weight: float = _f(0.0, "sampling weight of composited samples (0 disables compositing)")
     pattern_backgrounds: float = _f(
         0.0, "share of composited backgrounds drawn as synthetic stripes, flags, plaids and colour blocks"
     )
     pattern_kinds: list[str] = _f(
-        list(PATTERN_KINDS), "which synthetic patterns --pattern-backgrounds draws", nargs="+", choices=PATTERN_KINDS
+        list(PATTERN_KINDS),
+        "which synthetic patterns --pattern-backgrounds and --beside-objects draw",
+        nargs="+",
+        choices=PATTERN_KINDS,
     )
     rotate_people: float = _f(
         0.0, "share of composited whole-body people turned to any angle (upside down, cartwheeling, lying)"
