@@ -66,14 +66,14 @@ class BesideObjects:
         self.prob = prob
         self.pattern_kinds = check_kinds(pattern_kinds)
         self.max_objects = max_objects
+        # Which texture each shape takes, by TEXTURES' shares; no photo textures without background photos.
+        self.texture_names = [name for name, _ in TEXTURES]
+        shares = np.array([0.0 if name == "photo" and not self.backgrounds else p for name, p in TEXTURES])
+        self.texture_probs = shares / shares.sum()
 
     def _texture(self, rng: np.random.Generator, h: int, w: int, image: np.ndarray, inside: np.ndarray) -> np.ndarray:
         """An h x w float32 texture; ``inside``: the person's distance to the background (for the cloth)."""
-        names, probs = zip(*TEXTURES, strict=True)
-        probs = np.array(probs)
-        if not self.backgrounds:
-            probs[names.index("photo")] = 0.0
-        kind = names[rng.choice(len(names), p=probs / probs.sum())]
+        kind = self.texture_names[rng.choice(len(self.texture_names), p=self.texture_probs)]
         tex = None
         if kind == "cloth":  # a patch from inside the person: a shirt on a chair, clothes on a rack
             ys, xs = np.nonzero(inside >= 3)
