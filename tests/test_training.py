@@ -199,6 +199,30 @@ def test_things_beside_people_are_a_share_of_every_sample_and_need_no_composites
     assert builders.build_datasets(tiny_config(data, data, tmp_path / "run"))[0].objects is None
 
 
+def test_bf16_on_a_cpu_without_native_bf16_warns_and_still_autocasts(tmp_path, monkeypatch, caplog):
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor : 0\nflags : fpu sse2 avx avx2 fma f16c\n")
+    native = tmp_path / "native"
+    native.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n")
+    assert trainer.cpu_has_native_bf16(avx2) is False
+    assert trainer.cpu_has_native_bf16(native) is True
+    assert trainer.cpu_has_native_bf16(tmp_path / "missing") is None
+
+    cpu = torch.device("cpu")
+    real = trainer.cpu_has_native_bf16
+    for cpuinfo, warned in ((avx2, True), (native, False)):
+        monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda path=cpuinfo: real(path))
+        caplog.clear()
+        autocast, scaler = trainer.autocast_for(TrainConfig(precision="bf16"), cpu)
+        with autocast():
+            assert torch.is_autocast_enabled("cpu")
+        assert scaler is False
+        assert ("several times slower than fp32" in caplog.text) is warned
+    caplog.clear()
+    trainer.autocast_for(TrainConfig(precision="fp32"), cpu)
+    assert caplog.text == ""
+
+
 # --------------------------------------------------------------------------- a tiny overfit
 
 

@@ -56,6 +56,15 @@ def pick_device(name: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether the CPU computes bf16 natively (avx512_bf16 or AMX); None where its flags cannot be read."""
+    try:
+        flags = cpuinfo.read_text(errors="replace").split()
+    except OSError:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def autocast_for(cfg: TrainConfig, device: torch.device):
     """bf16 autocast on CPU when asked (avx512_bf16 makes it ~2.5x faster), fp16 on CUDA by default."""
     precision = cfg.precision
@@ -63,6 +72,12 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
         precision = "fp16" if device.type == "cuda" else "fp32"
     if precision == "fp32":
         return contextlib.nullcontext, False
+    if precision == "bf16" and device.type == "cpu" and cpu_has_native_bf16() is False:
+        # Measured on an AVX2-only EPYC: 156 s a step in bf16 against 21 s in fp32 (v10's config, batch 16 at 320).
+        log.warning(
+            "--precision bf16 on a CPU without avx512_bf16 or AMX is emulated and several times slower than fp32; "
+            "use --precision fp32 on this machine"
+        )
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return (lambda: torch.autocast(device.type, dtype=dtype)), precision == "fp16" and device.type == "cuda"
 
