@@ -35,14 +35,14 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "personseg-default": ShippedModel(
         filename="personseg-default.onnx",
-        sha256="206d217ca473586baed40a9a6e730c0831d2db47718a48ad950a2113ade6a294",
-        description="best quality, int8 at 384x384 with a second look at the people: the default for photos",
+        sha256="2972590bf01c439c6d03b886da2e5a47818da6f3ce8644921446647c8f15bb9d",
+        description="best quality (EfficientNet-Lite2), int8 at 384x384 with a second look at the people: for photos",
         input_size=(384, 384),
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",
-        sha256="1a7232115dc416956d9e71dc3d16c5876ac639156c06e9ad422e298e928e4563",
-        description="the default's weights at 192x192 (whole frame stretched), int8: for live video and slow CPUs",
+        sha256="47d7a47007a595a6fefb135820d9f8c2353b80fcd54db923f0a2e9c8746909e6",
+        description="EfficientNet-Lite0 at 192x192 (whole frame stretched), int8: for live video and slow CPUs",
         input_size=(192, 192),
     ),
 }
