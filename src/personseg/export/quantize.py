@@ -8,11 +8,12 @@ personseg metadata is kept, with ``"quantized": "int8"`` added, so the file load
 Weights use 7 of their 8 bits (``reduce_range``). ONNX Runtime multiplies uint8 activations by int8 weights;
 without VNNI (AVX2-only CPUs, common on laptops and cloud machines) it sums pairs of products in 16 bits, which
 saturate when both are near full range, so the same file gave different masks on different CPUs: on an AVX2-only
-EPYC the shipped default kept a fifth of the flag behind Grace Hopper (box mean 0.19; 0.07 on an AVX512-VNNI CPU)
-and scored 0.565 IoU on coco_train where its float export scores 0.605. With 7-bit weights no pair can
-saturate, every CPU computes the same integers, and the file follows its float export (mean difference on the
-bundled photos 0.018 / 0.005 instead of 0.025 / 0.008) at the same speed; uint8 weights would also avoid
-saturation but ran 6x slower.
+EPYC the v3 default (shipped until session 16) kept a fifth of the flag behind Grace Hopper (box mean 0.19;
+0.07 on an AVX512-VNNI CPU), and the v8 weights' 8-bit file scored 0.565 IoU on coco_train where their float
+export scores 0.605. With 7-bit weights no pair can saturate, every CPU computes the same integers, and the file
+follows its float export (the v3 file's mean difference on the bundled photos 0.018 / 0.005 instead of 0.025 /
+0.008; the v8 file 0.605 on coco_train) at the same speed; uint8 weights would also avoid saturation but ran 6x
+slower.
 """
 
 from __future__ import annotations
