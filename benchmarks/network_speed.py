@@ -2,7 +2,8 @@
 
 This is the figure the model budgets are set in (personseg-default under 20 ms on 2 threads, both passes of its
 second look at the people included; personseg-fast at most 2x MediaPipe selfie's time, both of its stages included
-when it runs in two); photo_bench.py gives the end-to-end figures.
+when it runs in two); photo_bench.py gives the end-to-end figures. A model that fits each photo's shape within its
+input size's pixels (resize "fit") is timed at the square, its largest input, and at a 16:9 photo's shape.
 
     python benchmarks/network_speed.py --models personseg-default personseg-fast --threads 2 --repeats 200
 """
@@ -58,6 +59,16 @@ def main() -> int:
         elif model.zoom is not None:  # a photo whose people fill little of it costs a second pass on their crop
             second = timed(lambda m=model, b=batch: (m._forward(b), m._forward(b)), args.repeats)
             rows.append((f"{Path(name).name}, with the second look (2 passes)", f"{w}x{h} twice", second))
+        if model.meta["resize"] == "fit":  # the square above is its largest input; a 16:9 frame goes in smaller
+            fh, fw = model.network_shape(720, 1280)
+            frame = np.random.default_rng(0).standard_normal((1, 3, fh, fw)).astype(np.float32)
+            rows.append(
+                (
+                    f"{Path(name).name}, a 16:9 photo",
+                    f"{fw}x{fh}",
+                    timed(lambda m=model, b=frame: m._forward(b), args.repeats),
+                )
+            )
     if args.mediapipe:
         peer = MediaPipeSelfie(args.mediapipe, threads=args.threads)
         x = np.random.default_rng(0).random((1, int(peer.height), int(peer.width), 3), dtype=np.float32)

@@ -31,9 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", nargs=2, type=int, default=None, metavar=("H", "W"))
     parser.add_argument(
         "--resize",
-        choices=("letterbox", "stretch"),
+        choices=("letterbox", "stretch", "fit"),
         default=None,
-        help="letterbox: the photo keeps its aspect, padded; stretch: it is resized to the input's shape",
+        help="letterbox: the photo keeps its aspect, padded; stretch: it is resized to the input's shape; fit: each "
+        "photo gets an input shape of its own (multiples of 32) within the input size's pixels, aspect kept",
     )
     zoom = parser.add_mutually_exclusive_group()
     zoom.add_argument(

@@ -162,6 +162,25 @@ def test_preprocessing_follows_metadata(onnx_model) -> None:
     assert stretch.preprocess(img)[1] == (0, 0, 64, 64)
 
 
+def test_fit_shapes_the_input_to_the_photo_within_the_pixel_budget() -> None:
+    budget = 320 * 320
+    # Hand-worked: a 16:9 frame's best fit is 224 x 448 (scale 224 / 480 = 0.467; 256 x 384 only 0.450), its
+    # 399 pixels of width trimmed to 416; a 2:3 portrait fills 384 x 256; a square photo the square.
+    assert api.fit_shape(480, 854, budget) == (224, 416, 224 / 480)
+    assert api.fit_shape(825, 550, budget)[:2] == (384, 256)
+    assert api.fit_shape(1000, 1000, budget) == (320, 320, 0.32)
+    # A tall crop around a standing person reaches the network larger than in a 384 x 384 letterbox.
+    assert api.fit_shape(300, 150, budget)[2] > 384 / 300
+    rng = np.random.default_rng(0)
+    for h, w in rng.integers(1, 3000, (300, 2)):
+        ih, iw, scale = api.fit_shape(int(h), int(w), budget)
+        assert ih % 32 == 0 and iw % 32 == 0 and ih * iw <= budget
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        assert nh <= ih and nw <= iw and (ih - nh < 32 or iw - nw < 32)
+        # The picture shrunk to that scale (what Segmenter.shrink gives) maps to the same input, unscaled.
+        assert api.fit_shape(nh, nw, budget) == (ih, iw, 1.0), (h, w)
+
+
 def test_bad_arrays_and_metadata_are_explained(onnx_model) -> None:
     with pytest.raises(ValueError, match="H x W x 3 uint8"):
         onnx_model.predict(np.zeros((10, 10), np.float32))

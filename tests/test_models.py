@@ -437,6 +437,42 @@ def test_two_stages_export_a_graph_of_any_size_and_a_fixed_one_is_refused(tmp_pa
         export_onnx(tmp_path / "odd.pt", tmp_path / "odd.onnx")
 
 
+def test_fit_exports_a_graph_of_any_size_and_each_photo_goes_in_at_its_own_shape(tmp_path):
+    import numpy as np
+
+    from personseg.export import export_onnx
+    from personseg.inference.api import load_model
+
+    save_checkpoint(small_model("unet", seed=0), tmp_path / "a.pt", meta={"input_size": [64, 64]})
+    done = set_inference(str(tmp_path / "a.pt"), "--resize", "fit", "--output", str(tmp_path / "fit.pt"))
+    assert done.returncode == 0, done.stderr
+    onnx_model = load_model(export_onnx(tmp_path / "fit.pt", tmp_path / "fit.onnx"), providers="cpu")
+    assert onnx_model.session.get_inputs()[0].shape[2:] == ["height", "width"]
+    torch_model = load_model(tmp_path / "fit.pt", device="cpu")
+    rng = np.random.default_rng(0)
+    wide, tall = (rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((40, 200, 3), (150, 70, 3)))
+    # 64 x 64 = 4096 pixels: the wide photo goes in at 32 x 128 (scale 0.64, twice a square letterbox's 64 / 200).
+    assert onnx_model.network_shape(40, 200) == (32, 128) and onnx_model.network_shape(150, 70) == (96, 32)
+    assert onnx_model.preprocess(wide)[0].shape == (3, 32, 128) and onnx_model.input_scale(40, 200) == (0.65, 0.64)
+    np.testing.assert_allclose(onnx_model.predict(wide), torch_model.predict(wide), atol=1e-3)
+    # Photos of different shapes in one batch: one network call per shape, the same masks as one by one.
+    batch = onnx_model.predict_batch([wide, tall, wide])
+    for got, photo in zip(batch, [wide, tall, wide], strict=True):
+        assert got.shape == photo.shape[:2]
+        np.testing.assert_allclose(got, onnx_model.predict(photo), atol=1e-6)
+    # A graph fixed at 64 x 64 with this metadata could not take those shapes: refused on load, one line.
+    export_onnx(tmp_path / "a.pt", tmp_path / "fixed.onnx")
+    import onnx
+
+    proto = onnx.load(tmp_path / "fixed.onnx")
+    for entry in proto.metadata_props:
+        if entry.key == "personseg":
+            entry.value = json.dumps({**json.loads(entry.value), "resize": "fit"})
+    onnx.save(proto, tmp_path / "fixed.onnx")
+    with pytest.raises(ValueError, match=r"fixed.onnx: metadata resize fit needs a network input of any height"):
+        load_model(tmp_path / "fixed.onnx", providers="cpu")
+
+
 def test_a_checkpoint_can_set_the_guided_filters_radius_and_its_export_carries_it(tmp_path):
     from personseg.export import export_onnx
     from personseg.inference.api import load_model

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from personseg.inference.api import META_KEY
+from personseg.inference.api import FIT_STRIDE, META_KEY
 from personseg.models.checkpoint import build_meta, model_from_checkpoint, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,14 @@ def export_onnx(
     h, w = meta["input_size"]
     # A model whose second look runs the whole photo at another size first (the fast tier's two stages) needs a
     # graph that takes any height and width; every other export keeps them fixed (ONNX Runtime plans for them).
+    # So does resize "fit", whose every photo has an input shape of its own.
     first = (meta.get("zoom") or {}).get("first_size")
+    fit = meta.get("resize") == "fit"
     stride = int(getattr(model, "stride", 1))
     if first and (first % stride or h % stride or w % stride):
         raise ValueError(f"zoom first_size {first} and input size {h}x{w} must be multiples of the network's {stride}")
+    if fit and FIT_STRIDE % stride:
+        raise ValueError(f"resize fit makes inputs in multiples of {FIT_STRIDE}, not of the network's stride {stride}")
     wrapped = _Probabilities(model).eval()  # eval on the wrapper: export restores the wrapper's mode
     dummy = torch.randn(2, int(getattr(model, "config", {}).get("in_channels", 3)), h, w)  # 4: a temporal model
 
@@ -78,7 +82,7 @@ def export_onnx(
     fd, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        _torch_export(wrapped, dummy, tmp, opset, dynamo, any_size=bool(first))
+        _torch_export(wrapped, dummy, tmp, opset, dynamo, any_size=bool(first) or fit)
         proto = onnx.load(tmp)
         props = {
             META_KEY: json.dumps(meta, sort_keys=True, default=_jsonable),
@@ -96,6 +100,8 @@ def export_onnx(
             _verify(tmp, wrapped, dummy)
             if first:
                 _verify(tmp, wrapped, torch.randn(1, dummy.shape[1], first, first))
+            if fit:  # a landscape photo's shape
+                _verify(tmp, wrapped, torch.randn(1, dummy.shape[1], 7 * FIT_STRIDE, 13 * FIT_STRIDE))
         os.chmod(tmp, 0o644)
         os.replace(tmp, output_path)
     except BaseException:

@@ -1,13 +1,14 @@
 """``load_model``: a shipped model name, a ``.onnx`` export or a ``.pt`` checkpoint -> an object that predicts.
 
 Every backend exposes ``predict(rgb) -> alpha`` at the input's size, ``predict_batch`` and ``meta``; the
-preprocessing (input size, mean/std, letterbox or stretch) comes only from ``meta``, which travels inside the
+preprocessing (input size, mean/std, letterbox, stretch or fit) comes only from ``meta``, which travels inside the
 model file. ONNX Runtime sessions are created once per (file, providers, threads) and reused.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
@@ -50,6 +51,35 @@ META_KEY = "personseg"  # the ONNX metadata_props key holding the checkpoint's m
 
 #: Largest network input side accepted from a model's metadata (a hostile file could ask for any size).
 MAX_INPUT_SIDE = 4096
+#: resize "fit": the network input's sides are multiples of this (the encoders' output stride).
+FIT_STRIDE = 32
+RESIZE_MODES = ("letterbox", "stretch", "fit")
+
+
+@functools.lru_cache(maxsize=4096)
+def fit_shape(h: int, w: int, budget: int, stride: int = FIT_STRIDE) -> tuple[int, int, float]:
+    """resize "fit": the network input (height, width) for an h x w picture and the scale it is shown at.
+
+    The sides are multiples of ``stride`` and cover at most ``budget`` pixels (the metadata's input_size, e.g.
+    320 x 320), shaped to the picture: it reaches the network as large as the budget allows, keeping its aspect,
+    and the side it does not fill is trimmed to the next multiple. A 16:9 frame under a 320 x 320 budget goes in
+    at 224 x 416 (0.89 of the budget's time), a 2:3 portrait at 384 x 256, a tall crop around a standing person
+    at up to 448 x 224: the pixels a square letterbox spends on padding go to the picture instead.
+    A picture this has already shrunk (``Segmenter.shrink``) maps to the same input at scale 1.
+    """
+    best = (0.0, stride, stride)
+    for ih in range(stride, min(MAX_INPUT_SIDE, budget // stride) + 1, stride):
+        iw = min(MAX_INPUT_SIDE, budget // ih // stride * stride)
+        if iw < stride:
+            break
+        scale = min(ih / h, iw / w)
+        if scale > best[0]:
+            best = (scale, ih, iw)
+    scale = best[0]
+    if scale * min(h, w) < min(h, w) + 1:  # less than a pixel larger: it is already as large as it can be
+        scale = min(scale, 1.0)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    return min(best[1], -(-nh // stride) * stride), min(best[2], -(-nw // stride) * stride), scale
 
 
 def _numbers(value: Any, count: int) -> bool:
@@ -80,8 +110,8 @@ def validate_meta(meta: Any, source: str) -> dict[str, Any]:
             raise ValueError(f"{source}: metadata {key} must be 3 finite numbers (RGB), got {meta[key]!r}")
     if not all(s > 0 for s in meta["std"]):
         raise ValueError(f"{source}: metadata std must be > 0 for every channel, got {meta['std']!r}")
-    if meta["resize"] not in ("letterbox", "stretch"):
-        raise ValueError(f"{source}: metadata resize must be 'letterbox' or 'stretch', got {meta['resize']!r}")
+    if meta["resize"] not in RESIZE_MODES:
+        raise ValueError(f"{source}: metadata resize must be one of {', '.join(RESIZE_MODES)}, got {meta['resize']!r}")
     threshold = meta["threshold"]
     if not _numbers([threshold], 1) or not 0 < threshold < 1:
         raise ValueError(f"{source}: metadata threshold must be a number in (0, 1), got {threshold!r}")
@@ -124,12 +154,22 @@ class Segmenter:
     def _forward(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def network_shape(self, h: int, w: int) -> tuple[int, int]:
+        """The network input (height, width) an h x w image goes in at: the input size, or under resize "fit" a
+        shape of its own within the input size's pixels (:func:`fit_shape`)."""
+        if self.meta["resize"] == "fit":
+            return fit_shape(h, w, self.input_size[0] * self.input_size[1])[:2]
+        return self.input_size
+
     def _box(self, h: int, w: int) -> tuple[int, int, int, int]:
-        """(top, left, height, width) of an h x w image inside the network's input."""
+        """(top, left, height, width) of an h x w image inside the network's input (:meth:`network_shape`)."""
         ih, iw = self.input_size
         if self.meta["resize"] == "stretch":
             return (0, 0, ih, iw)
-        scale = min(ih / h, iw / w)
+        if self.meta["resize"] == "fit":
+            ih, iw, scale = fit_shape(h, w, ih * iw)
+        else:
+            scale = min(ih / h, iw / w)
         nh, nw = min(ih, max(1, round(h * scale))), min(iw, max(1, round(w * scale)))
         return ((ih - nh) // 2, (iw - nw) // 2, nh, nw)
 
@@ -148,7 +188,7 @@ class Segmenter:
     def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
         """3 x h x w normalized float32, and the (top, left, height, width) of the image inside it."""
         rgb = _check_rgb(rgb)
-        ih, iw = self.input_size
+        ih, iw = self.network_shape(*rgb.shape[:2])
         box = self._box(*rgb.shape[:2])
         top, left, nh, nw = box
         resized = self.shrink(rgb)
@@ -167,17 +207,23 @@ class Segmenter:
         it; ``None`` or no ``priors``: none, as on a first frame or a photo); other models ignore ``priors``.
         """
         items = [self.preprocess(img) for img in images]
-        if not items:
-            return []
-        batch = np.stack([x for x, _ in items])
-        if self.temporal:
-            batch = np.concatenate([batch, self._prior_channel(items, priors)], axis=1)
-        probs = self._forward(batch)
+        probs: list[np.ndarray] = [np.empty(0)] * len(items)
+        shapes: dict[tuple[int, ...], list[int]] = {}  # resize "fit": one network call per input shape
+        for i, (x, _) in enumerate(items):
+            shapes.setdefault(x.shape, []).append(i)
+        for picked in shapes.values():
+            batch = np.stack([items[i][0] for i in picked])
+            if self.temporal:
+                chosen = None if priors is None else [priors[i] for i in picked]
+                batch = np.concatenate([batch, self._prior_channel([items[i] for i in picked], chosen)], axis=1)
+            for i, p in zip(picked, self._forward(batch), strict=True):
+                probs[i] = p
         return [p[0, t : t + h, left : left + w] for p, (_, (t, left, h, w)) in zip(probs, items, strict=True)]
 
     def _prior_channel(self, items: list, priors: Sequence[np.ndarray | None] | None) -> np.ndarray:
-        """N x 1 x H x W: each prior resized into its image's box of the network input, zero elsewhere."""
-        ih, iw = self.input_size
+        """N x 1 x H x W: each prior resized into its image's box of the network input, zero elsewhere (the
+        items share one input shape)."""
+        ih, iw = items[0][0].shape[1:]
         out = np.zeros((len(items), 1, ih, iw), np.float32)
         for i, (_, (top, left, h, w)) in enumerate(items):
             prior = None if priors is None else priors[i]
@@ -337,10 +383,12 @@ class OnnxSegmenter(Segmenter):
         self.input_name = self.session.get_inputs()[0].name
         shape = self.session.get_inputs()[0].shape
         self.in_channels = shape[1] if isinstance(shape[1], int) else 3
-        if self.zoom is not None and self.zoom.first_size and any(isinstance(side, int) for side in shape[2:]):
+        fixed = any(isinstance(side, int) for side in shape[2:])
+        if fixed and (self.meta["resize"] == "fit" or (self.zoom is not None and self.zoom.first_size)):
+            why = "resize fit" if self.meta["resize"] == "fit" else f"zoom first_size {self.zoom.first_size}"
             raise ValueError(
-                f"{path}: metadata zoom first_size {self.zoom.first_size} needs a network input of any height and "
-                f"width, but this one is fixed at {shape[2]}x{shape[3]}; re-export it with personseg export"
+                f"{path}: metadata {why} needs a network input of any height and width, but this one is fixed at "
+                f"{shape[2]}x{shape[3]}; re-export it with personseg export"
             )
         self.providers = self.session.get_providers()
         log.info("loaded %s on ONNX Runtime with %s", path, self.providers[0])
