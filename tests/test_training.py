@@ -621,3 +621,43 @@ def test_training_labels_take_their_outline_from_mattes_and_validation_does_not(
     assert any(np.isclose(folder[i][1], 0.5, atol=0.01).any() for i in range(len(folder)))
     val = next(iter(vals.values())).folder
     assert val.mattes is None and all(set(np.unique(val[i][1])) <= {0.0, 1.0} for i in range(len(val)))
+
+
+def test_shape_crops_cut_images_masks_and_teacher_targets_to_one_window():
+    from personseg.training.shapes import shape_crop
+
+    torch.manual_seed(0)
+    grid = torch.arange(128 * 128, dtype=torch.float32).view(1, 1, 128, 128)
+    image, mask, soft = grid.expand(2, 3, 128, 128), grid.expand(2, 1, 128, 128) + 0.5, grid.expand(2, 1, 128, 128)
+    seen = set()
+    for _ in range(60):
+        x, y, s = shape_crop([image, mask, soft])
+        h, w = x.shape[-2:]
+        assert (h, w) in {(128, 64), (128, 96), (64, 128), (96, 128)}  # one side kept, the other 1/2 or 3/4
+        assert y.shape[-2:] == s.shape[-2:] == (h, w)
+        torch.testing.assert_close(y[:, :1], x[:, :1] + 0.5)  # the same window everywhere
+        torch.testing.assert_close(s[:, :1], x[:, :1])
+        seen.add((h, w, int(x[0, 0, 0, 0])))
+    assert {(h, w) for h, w, _ in seen} == {(128, 64), (128, 96), (64, 128), (96, 128)}
+    assert len({corner for _, _, corner in seen}) > 10  # the window moves
+    x, y, s = shape_crop([image[..., :32, :32], mask[..., :32, :32], None])  # too small to cut: unchanged
+    assert x.shape[-2:] == (32, 32) and s is None
+    with pytest.raises(ValueError, match="--shape-crops must be in \\[0, 1\\], got 2"):
+        TrainConfig(shape_crops=2)
+
+
+def test_training_with_shape_crops_shows_the_network_non_square_batches(tmp_path, monkeypatch):
+    data = make_folder(tmp_path / "data", 4, size=(72, 96))
+    val = make_folder(tmp_path / "val", 3, seed=10, size=(72, 96))
+    shapes, crop = [], trainer.shape_crop
+
+    def spy(tensors):
+        out = crop(tensors)
+        shapes.append(tuple(out[0].shape[-2:]))
+        return out
+
+    monkeypatch.setattr(trainer, "shape_crop", spy)
+    trainer.main(tiny_config(data, val, tmp_path / "run", input_size=64, shape_crops=1.0))
+    assert len(shapes) == 8  # every batch: 2 epochs of 8 samples in batches of 2
+    assert set(shapes) <= {(64, 32), (32, 64)} and len(set(shapes)) == 2
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["meta"]["train_config"]["shape_crops"] == 1.0

@@ -37,7 +37,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 #: Options that are shares of the composited samples: each in [0, 1], and only meaningful with compositing on.
 COMPOSITE_SHARES = ("pattern_backgrounds", "rotate_people")
-SHARES = (*COMPOSITE_SHARES, "beside_objects")
+SHARES = (*COMPOSITE_SHARES, "beside_objects", "shape_crops")
 
 
 def split_matte_entry(entry: str) -> tuple[str, str]:
@@ -131,6 +131,11 @@ class TrainConfig:
     std: list[float] = _f(IMAGENET_STD, "normalisation std", nargs=3)
     aug_strength: float = _f(1.0, "scale of the photometric augmentation")
     letterbox_prob: float = _f(0.4, "share of training pairs shown whole (letterboxed, zoomed out) vs cropped")
+    shape_crops: float = _f(
+        0.0,
+        "share of training batches cut to a random non-square window (one side kept, the other 1/2 to 9/10 of "
+        "it): the input shapes of resize 'fit'",
+    )
     # --- optimisation
     epochs: int = _f(5, "number of epochs")
     batch_size: int = _f(4, "batch size per process")

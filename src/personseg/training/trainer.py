@@ -33,6 +33,7 @@ from personseg.training.config import TrainConfig
 from personseg.training.distill import Distiller
 from personseg.training.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from personseg.training.prior import adapt_input_channels, synthetic_prior, with_prior
+from personseg.training.shapes import shape_crop
 from personseg.training.visualization import plot_history, prediction_grid, save_grid
 
 log = logging.getLogger(__name__)
@@ -172,8 +173,12 @@ def train_one_epoch(ctx: EpochContext, epoch: int) -> float:
     progress = _progress(ctx.loader, ctx.info, f"epoch {epoch}/{ctx.cfg.epochs} train")
     for images, masks in progress:
         x, y = ctx.normalize(images), masks.to(ctx.normalize.device, non_blocking=True)
+        soft = None
         if ctx.distiller is not None:
             x, y, soft = ctx.distiller.split(x, y)
+        if ctx.cfg.shape_crops > 0 and torch.rand(1).item() < ctx.cfg.shape_crops:
+            x, y, soft = shape_crop([x, y, soft])
+            x = x.contiguous(memory_format=ctx.normalize.memory_format)
         if ctx.cfg.temporal:
             x = with_prior(x, synthetic_prior(y), ctx.normalize.channels_last)
         with ctx.autocast():
