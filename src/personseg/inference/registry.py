@@ -35,9 +35,10 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "personseg-default": ShippedModel(
         filename="personseg-default.onnx",
-        sha256="2972590bf01c439c6d03b886da2e5a47818da6f3ce8644921446647c8f15bb9d",
-        description="best quality (EfficientNet-Lite2), int8 at 384x384 with a second look at the people: for photos",
-        input_size=(384, 384),
+        sha256="66e7467c9f681b22293ee9d3a6464ece8161432b6734b9c3bb7b5d977cd3addb",
+        description="best quality (EfficientNet-Lite2), int8, each photo at its own shape within 320x320 pixels, with "
+        "a second look at the people: for photos",
+        input_size=(320, 320),
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",
