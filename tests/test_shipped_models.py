@@ -27,6 +27,9 @@ PHOTOS = {
 }
 #: The flag beside Grace Hopper (left edge, top half): issue 13 wants none of it kept.
 GRACE_FLAG = (0, 250, 0, 90)
+#: The rest of that flag, looked at in session 18: the stars and stripes above her left shoulder and the stripes
+#: between her arm and the photo's edge.
+GRACE_FLAG_LOWER = [(260, 360, 0, 90), (400, 560, 0, 12)]
 
 # The shipped files' int8 weights use 7 bits (personseg.export.quantize), so every CPU computes the same mask and
 # these boxes read the same everywhere. Before session 17 they used 8 bits and the same file gave different masks
@@ -91,6 +94,20 @@ def test_no_part_of_the_flag_beside_grace_hopper_is_kept(name):
     prob = personseg.load_model(name).predict(read_image(ASSETS / "grace_hopper.jpg").rgb)
     y0, y1, x0, x1 = GRACE_FLAG
     assert prob[y0:y1, x0:x1].mean() < 0.1
+
+
+GRACE_LOWER = (
+    "issue 13: the lower part of Grace Hopper's flag is kept (box means 0.53 above her shoulder and 0.95 beside her "
+    "arm for the default, 0.47 and 0.96 for the fast model; 0.64 and 0.88 for v8 at a 384 square)"
+)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.xfail(strict=True, reason=GRACE_LOWER)
+def test_no_part_of_the_flag_below_grace_hoppers_is_kept(name):
+    prob = personseg.load_model(name).predict(read_image(ASSETS / "grace_hopper.jpg").rgb)
+    means = [prob[y0:y1, x0:x1].mean() for y0, y1, x0, x1 in GRACE_FLAG_LOWER]
+    assert max(means) < 0.1, f"{name}: box means {[round(float(m), 2) for m in means]}"
 
 
 @pytest.mark.parametrize("name", SHIPPED)
