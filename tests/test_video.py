@@ -8,6 +8,7 @@ one test runs the shipped personseg-fast end to end.
 from __future__ import annotations
 
 import os
+import re
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -430,10 +431,15 @@ def test_live_runs_headless_on_a_file(tmp_path, capsys):
         ["live", "--camera", str(src), "--no-window", "--max-frames", "5", "--output", str(out)]
         + ["--model", "personseg-fast", "--threads", "1", "--bg-color", "white"]
     )
-    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 0, err
     frames, _ = decode(out)
     assert len(frames) == 5 and (frames[0].width, frames[0].height) == (64, 48)
     assert no_leftovers(tmp_path)
+    # The rate overall and the steady one after the first frame's warm-up, which video_bench.py reads.
+    found = re.search(r"5 frames in ([\d.]+) s \(([\d.]+) fps; ([\d.]+) fps after the first frame\)", err)
+    assert found is not None, err
+    assert float(found.group(2)) > 0 and float(found.group(3)) > 0
 
 
 def test_live_reports_a_missing_camera(tmp_path, capsys):
