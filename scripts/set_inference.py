@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the guided filter's radius (network-resolution pixels) when the probability is brought to full size; "
         "0: back to the default rule (1/64 of the input's shorter side)",
     )
+    parser.add_argument(
+        "--crop-size",
+        type=int,
+        default=None,
+        metavar="S",
+        help="with --zoom: the crop goes through the network at a shape of its own within S x S pixels (resize "
+        "fit) instead of the input size",
+    )
     parser.add_argument("--output", required=True, help="the .pt to write")
     parser.add_argument("--note", default="", help="a line of provenance stored in the checkpoint's metadata")
     args = parser.parse_args(argv)
@@ -77,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         zoom_value = None
     else:
         zoom_value = dict(zip(("min_gain", "margin"), args.zoom, strict=False)) or True
+    if args.crop_size is not None:
+        if args.zoom is None:
+            parser.error("--crop-size goes with --zoom")
+        zoom_value = {**(zoom_value if isinstance(zoom_value, dict) else {}), "crop_size": args.crop_size}
     if args.input_size is None and zoom_value is None and args.resize is None and args.guided_radius is None:
         parser.error(
             "nothing to change: give --input-size, --resize, --zoom, --no-zoom, --two-stages or --guided-radius"

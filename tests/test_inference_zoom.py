@@ -222,3 +222,21 @@ def test_two_stages_with_a_shared_weight_average_both_passes_even_over_the_whole
     plain = RedIsPerson(META).predict(rgb, upsample="bilinear")
     assert np.abs(lookout - plain).max() > 0.3  # the two passes differ
     np.testing.assert_allclose(out, (lookout + plain) / 2, atol=1e-6)
+
+
+def test_a_crop_size_sends_the_crop_through_at_its_own_shape_within_that_many_pixels():
+    rgb, person = landscape_with_a_standing_person()
+    model = RedIsPerson({**META, "zoom": {"min_gain": 1.15, "margin": 0.1, "crop_size": 64}})
+    out = model.predict(rgb, upsample="bilinear")
+    # The whole photo in the 64 x 64 letterbox, then the 96 x 26 crop (rows 12-108, columns 187-213: the figure
+    # and its margin) fitted within 64 x 64 = 4096 pixels: 128 x 32 at scale 1.23, where the model's own 64 x 64
+    # letterbox would show it at 0.67.
+    assert [c.shape[-2:] for c in model.calls] == [(64, 64), (128, 32)]
+    assert model.crop_view(model.zoom).input_scale(96, 26) == (118 / 96, 32 / 26)
+    # The crop, seen larger than in the whole photo, shows the 1 px gap between the legs; the figure is kept.
+    plain = RedIsPerson(META).predict(rgb, upsample="bilinear", zoom=False)
+    assert out[40:80, 200].mean() < plain[40:80, 200].mean() - 0.1
+    assert out[person].mean() > 0.8
+    for bad in (16, 40.0, True):
+        with pytest.raises(ValueError, match="metadata zoom crop_size must be a whole number of pixels in 32..4096"):
+            zoom_settings({"zoom": {"crop_size": bad}}, "m.onnx")

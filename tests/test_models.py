@@ -473,6 +473,22 @@ def test_fit_exports_a_graph_of_any_size_and_each_photo_goes_in_at_its_own_shape
         load_model(tmp_path / "fixed.onnx", providers="cpu")
 
 
+def test_a_crop_size_exports_a_graph_of_any_size_and_set_inference_needs_zoom_for_it(tmp_path):
+    from personseg.export import export_onnx
+    from personseg.inference.api import load_model
+
+    save_checkpoint(small_model("unet", seed=0), tmp_path / "a.pt", meta={"input_size": [64, 64]})
+    args = ("--zoom", "--crop-size", "32", "--output", str(tmp_path / "c.pt"))
+    assert set_inference(str(tmp_path / "a.pt"), *args).returncode == 0
+    assert load_checkpoint(tmp_path / "c.pt")[1]["zoom"] == {"min_gain": 1.15, "margin": 0.1, "crop_size": 32}
+    onnx_model = load_model(export_onnx(tmp_path / "c.pt", tmp_path / "c.onnx"), providers="cpu")
+    assert onnx_model.session.get_inputs()[0].shape[2:] == ["height", "width"]
+    assert onnx_model.meta["resize"] == "letterbox" and onnx_model.crop_view(onnx_model.zoom).meta["resize"] == "fit"
+    done = set_inference(str(tmp_path / "a.pt"), "--crop-size", "32", "--output", str(tmp_path / "bad.pt"))
+    assert done.returncode == 2 and "--crop-size goes with --zoom" in done.stderr
+    assert not (tmp_path / "bad.pt").exists()
+
+
 def test_a_checkpoint_can_set_the_guided_filters_radius_and_its_export_carries_it(tmp_path):
     from personseg.export import export_onnx
     from personseg.inference.api import load_model

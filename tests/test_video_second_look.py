@@ -91,6 +91,18 @@ def test_video_frames_get_the_second_look_on_a_steady_crop():
     assert 0 < boxes[-1][2] - boxes[0][2] <= 10  # it follows the person (moved 10 px), never ahead of her
 
 
+def test_video_crops_go_through_at_their_own_shape_when_the_model_sets_a_crop_size():
+    model = RedIsPerson({**META, "zoom": {"min_gain": 1.15, "margin": 0.1, "crop_size": 64}})
+    processor = FrameProcessor(model, VideoOptions(), kind="mask")
+    for rgb in clip():
+        model.calls.clear()
+        assert processor.predict([rgb])[0][3] is not None
+        (h0, w0), (h, w) = (c.shape[-2:] for c in model.calls)
+        # The frame in the 64 x 64 letterbox, the tall crop around the figure fitted within 64 x 64 pixels.
+        assert (h0, w0) == (64, 64) and h > w and h % 32 == 0 and w % 32 == 0 and h * w <= 64 * 64
+    assert processor.crop_model.meta["resize"] == "fit" and processor.crop_model.input_size == (64, 64)
+
+
 class BlurryRedIsPerson(RedIsPerson):
     """Red is person, but as unsure at the edges as a real network: its output blurred over 5 x 5 of its pixels,
     so a person seen larger (the crop) comes out more certain, and the guided filter cannot make up for it."""

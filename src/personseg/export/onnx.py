@@ -69,7 +69,8 @@ def export_onnx(
     # graph that takes any height and width; every other export keeps them fixed (ONNX Runtime plans for them).
     # So does resize "fit", whose every photo has an input shape of its own.
     first = (meta.get("zoom") or {}).get("first_size")
-    fit = meta.get("resize") == "fit"
+    crop = (meta.get("zoom") or {}).get("crop_size")  # the second look's crops at shapes of their own
+    fit = meta.get("resize") == "fit" or bool(crop)
     stride = int(getattr(model, "stride", 1))
     if first and (first % stride or h % stride or w % stride):
         raise ValueError(f"zoom first_size {first} and input size {h}x{w} must be multiples of the network's {stride}")

@@ -280,6 +280,15 @@ class Segmenter:
             view.guided_radius = max(1, round(self.guided_radius * side / min(self.input_size)))
         return view
 
+    def crop_view(self, settings: ZoomSettings | None) -> Segmenter:
+        """The model that looks at the crops of the second look: itself, or with ``settings.crop_size`` the same
+        network fitting each crop within crop_size x crop_size pixels (resize "fit")."""
+        if settings is None or not settings.crop_size:
+            return self
+        view = self.at_size(settings.crop_size)
+        view.meta = {**self.meta, "resize": "fit"}
+        return view
+
     def input_scale(self, h: int, w: int) -> tuple[float, float]:
         """How much the network's input shrinks an h x w picture, (vertically, horizontally)."""
         _, _, nh, nw = self._box(h, w)
@@ -308,15 +317,16 @@ class Segmenter:
     ) -> list[np.ndarray]:
         """``probs`` (the first passes of ``chunk`` at full resolution) with the crops around their people run
         through the network (one call) and merged in."""
+        look = self.crop_view(settings)
         boxes = [
-            zoom_box(low, img.shape[:2], self.input_scale, self.threshold, settings)
+            zoom_box(low, img.shape[:2], self.input_scale, self.threshold, settings, look.input_scale)
             for img, low in zip(chunk, lows, strict=True)
         ]
         return [
             prob
             if looked is None
-            else merge(prob, self._upsample(*looked, upsample), box, settings.margin, settings.weight)
-            for prob, box, looked in zip(probs, boxes, self.predict_crops(chunk, boxes), strict=True)
+            else merge(prob, look._upsample(*looked, upsample), box, settings.margin, settings.weight)
+            for prob, box, looked in zip(probs, boxes, look.predict_crops(chunk, boxes), strict=True)
         ]
 
     def _two_stages(self, chunk: list[np.ndarray], settings: ZoomSettings, upsample: str) -> list[np.ndarray]:
@@ -384,8 +394,15 @@ class OnnxSegmenter(Segmenter):
         shape = self.session.get_inputs()[0].shape
         self.in_channels = shape[1] if isinstance(shape[1], int) else 3
         fixed = any(isinstance(side, int) for side in shape[2:])
-        if fixed and (self.meta["resize"] == "fit" or (self.zoom is not None and self.zoom.first_size)):
-            why = "resize fit" if self.meta["resize"] == "fit" else f"zoom first_size {self.zoom.first_size}"
+        zoom = self.zoom or ZoomSettings()
+        if fixed and (self.meta["resize"] == "fit" or zoom.first_size or zoom.crop_size):
+            why = (
+                "resize fit"
+                if self.meta["resize"] == "fit"
+                else f"zoom first_size {zoom.first_size}"
+                if zoom.first_size
+                else f"zoom crop_size {zoom.crop_size}"
+            )
             raise ValueError(
                 f"{path}: metadata {why} needs a network input of any height and width, but this one is fixed at "
                 f"{shape[2]}x{shape[3]}; re-export it with personseg export"

@@ -353,6 +353,11 @@ class FrameProcessor:
             if zoom is not None and not zoom.first_size and not getattr(model, "temporal", False)
             else None
         )
+        # The model the crops go through (the same network at their own shapes when the zoom says crop_size).
+        self.crop_model = (
+            model.crop_view(zoom) if self.second_look is not None and hasattr(model, "crop_view") else model
+        )
+        self.crop_radius = getattr(self.crop_model, "guided_radius", None)
 
     def prepare(self, height: int, width: int) -> None:
         """Load the background for frames of this size (errors come before any output exists)."""
@@ -391,8 +396,10 @@ class FrameProcessor:
         for s, (low, restarted, _) in zip(small, firsts, strict=True):
             if restarted:
                 look.reset()
-            boxes.append(look.box(low, s.shape[:2], self.model.input_scale, self.threshold))
-        looked = self.model.predict_crops(small, [box for box, _ in boxes])
+            boxes.append(
+                look.box(low, s.shape[:2], self.model.input_scale, self.threshold, self.crop_model.input_scale)
+            )
+        looked = self.crop_model.predict_crops(small, [box for box, _ in boxes])
         out = []
         for i, first in enumerate(firsts):
             if looked[i] is None:
@@ -443,7 +450,7 @@ class FrameProcessor:
         top, bottom = round(box[0] * fy), max(round(box[0] * fy) + 1, round(box[1] * fy))
         left, right = round(box[2] * fx), max(round(box[2] * fx) + 1, round(box[3] * fx))
         crop = rgb[top:bottom, left:right]
-        second = refine.guided_upsample(low, crop, radius=self.radius, guide=guide)
+        second = refine.guided_upsample(low, crop, radius=self.crop_radius, guide=guide)
         settings = self.second_look.settings
         return merge(prob, second, (top, bottom, left, right), settings.margin, settings.weight)
 

@@ -75,10 +75,11 @@ class SecondLook:
         image_hw: tuple[int, int],
         scale: Callable[[int, int], tuple[float, float]],
         threshold: float,
+        crop_scale: Callable[[int, int], tuple[float, float]] | None = None,
     ) -> tuple[Box | None, bool]:
         """(the crop to look at in this frame, in photo pixels, or None; whether it is a new box) from the
-        frame's whole-frame probability ``low``."""
-        found = zoom_box(low, image_hw, scale, threshold, self.settings)
+        frame's whole-frame probability ``low`` (``scale``, ``crop_scale``: as :func:`zoom_box` takes them)."""
+        found = zoom_box(low, image_hw, scale, threshold, self.settings, crop_scale)
         if found is None:
             self._missed += 1
             if self._missed > self.patience:
