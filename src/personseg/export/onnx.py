@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from personseg.inference.api import FIT_STRIDE, META_KEY
+from personseg.inference.api import FIT_STRIDE, META_KEY, any_size_reason
 from personseg.models.checkpoint import build_meta, model_from_checkpoint, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,11 @@ def export_onnx(
             raise ValueError(f"input_size must be (height, width) > 0, got {input_size!r}")
         meta["input_size"] = [int(input_size[0]), int(input_size[1])]
     h, w = meta["input_size"]
-    # A model whose second look runs the whole photo at another size first (the fast tier's two stages) needs a
-    # graph that takes any height and width; every other export keeps them fixed (ONNX Runtime plans for them).
-    # So does resize "fit", whose every photo has an input shape of its own.
+    # A model that runs at other sizes than its input size (resize "fit", the fast tier's two stages, a second
+    # look's crops at their own shapes: any_size_reason) needs a graph that takes any height and width; every
+    # other export keeps them fixed (ONNX Runtime plans for them).
     first = (meta.get("zoom") or {}).get("first_size")
-    crop = (meta.get("zoom") or {}).get("crop_size")  # the second look's crops at shapes of their own
-    fit = meta.get("resize") == "fit" or bool(crop)
+    fit = meta.get("resize") == "fit" or bool((meta.get("zoom") or {}).get("crop_size"))  # inputs from fit_shape
     stride = int(getattr(model, "stride", 1))
     if first and (first % stride or h % stride or w % stride):
         raise ValueError(f"zoom first_size {first} and input size {h}x{w} must be multiples of the network's {stride}")
@@ -83,7 +82,7 @@ def export_onnx(
     fd, tmp = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        _torch_export(wrapped, dummy, tmp, opset, dynamo, any_size=bool(first) or fit)
+        _torch_export(wrapped, dummy, tmp, opset, dynamo, any_size=any_size_reason(meta) is not None)
         proto = onnx.load(tmp)
         props = {
             META_KEY: json.dumps(meta, sort_keys=True, default=_jsonable),

@@ -82,6 +82,19 @@ def fit_shape(h: int, w: int, budget: int, stride: int = FIT_STRIDE) -> tuple[in
     return min(best[1], -(-nh // stride) * stride), min(best[2], -(-nw // stride) * stride), scale
 
 
+def any_size_reason(meta: dict[str, Any]) -> str | None:
+    """Why a model with this metadata needs a network input of any height and width (export makes such a graph,
+    loading refuses a fixed one), or None when one fixed input size serves."""
+    zoom = meta.get("zoom") or {}
+    if meta.get("resize") == "fit":
+        return "resize fit"
+    if zoom.get("first_size"):
+        return f"zoom first_size {zoom['first_size']}"
+    if zoom.get("crop_size"):
+        return f"zoom crop_size {zoom['crop_size']}"
+    return None
+
+
 def _numbers(value: Any, count: int) -> bool:
     return (
         isinstance(value, list | tuple)
@@ -393,16 +406,8 @@ class OnnxSegmenter(Segmenter):
         self.input_name = self.session.get_inputs()[0].name
         shape = self.session.get_inputs()[0].shape
         self.in_channels = shape[1] if isinstance(shape[1], int) else 3
-        fixed = any(isinstance(side, int) for side in shape[2:])
-        zoom = self.zoom or ZoomSettings()
-        if fixed and (self.meta["resize"] == "fit" or zoom.first_size or zoom.crop_size):
-            why = (
-                "resize fit"
-                if self.meta["resize"] == "fit"
-                else f"zoom first_size {zoom.first_size}"
-                if zoom.first_size
-                else f"zoom crop_size {zoom.crop_size}"
-            )
+        why = any_size_reason(self.meta)
+        if why and any(isinstance(side, int) for side in shape[2:]):
             raise ValueError(
                 f"{path}: metadata {why} needs a network input of any height and width, but this one is fixed at "
                 f"{shape[2]}x{shape[3]}; re-export it with personseg export"

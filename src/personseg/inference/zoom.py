@@ -46,8 +46,8 @@ class ZoomSettings:
 
     ``crop_size``: the crop goes through the network at a shape of its own within ``crop_size`` x ``crop_size``
     pixels (resize "fit", :func:`personseg.inference.api.fit_shape`) instead of the model's input: a tall crop
-    around a standing person then costs a fraction of a square pass (the default since session 18: its 384 square
-    whole photo and a crop within 256x256, 18.1 ms for both passes where two 384 squares took 23.5)."""
+    around a standing person then costs a fraction of a square pass (session 18, an option: v8's 384 square whole
+    photo and a crop within 256x256 took 18.1 ms for both passes where two 384 squares took 23.5)."""
 
     min_gain: float = 1.15
     margin: float = 0.1
