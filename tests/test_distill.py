@@ -73,6 +73,18 @@ def test_split_shrinks_the_batch_to_the_student_size(teacher):
     assert d.blend(task, logits, soft).item() == pytest.approx(0.5 * 0.25 + 0.5 * np.log(2), rel=1e-5)
 
 
+def test_teacher_size_overrides_the_checkpoints_own(teacher):
+    """``teacher_size``: the 48-px teacher runs on 64-px batches (as a 320-trained default is run at 384), the
+    student still gets its own 32 px."""
+    ckpt, _ = teacher
+    d = Distiller(ckpt, 0.5, 32, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext, size=64)
+    sx, sy, soft = d.split(torch.randn(2, 3, 64, 64), torch.ones(2, 1, 64, 64))
+    assert d.size == 64
+    assert sx.shape == (2, 3, 32, 32) and sy.shape == soft.shape == (2, 1, 32, 32)
+    with pytest.raises(ValueError, match="below the student"):
+        Distiller(ckpt, 0.5, 32, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext, size=16)
+
+
 def test_flip_averaged_target_is_the_mean_of_both_views(teacher):
     ckpt, _ = teacher
     plain = Distiller(ckpt, 0.5, 48, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext)

@@ -167,6 +167,9 @@ class TrainConfig:
     init_from: str | None = _f(None, "start from the weights of this checkpoint (fine-tuning)")
     teacher: str | None = _f(None, "distil from this checkpoint's soft masks (training batches at its input size)")
     distill_weight: float = _f(0.5, "share of the teacher's target in the loss when --teacher is set")
+    teacher_size: int = _f(
+        0, "run the teacher at this square size instead of its own (0: its metadata's), at least --input-size"
+    )
     teacher_flip: bool = _f(False, "the teacher's target is the mean of its prediction and its mirror image's")
     seed: int = _f(42, "random seed")
     workers: int = _f(2, "data loader worker processes")

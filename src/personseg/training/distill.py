@@ -36,6 +36,7 @@ class Distiller:
         autocast,
         channels_last: bool = False,
         flip: bool = False,
+        size: int = 0,
     ) -> None:
         if not 0 < weight <= 1:
             raise ValueError(f"--distill-weight must be in (0, 1], got {weight}")
@@ -45,10 +46,13 @@ class Distiller:
             theirs = [float(v) for v in meta.get(key, [])]
             if theirs != [float(v) for v in ours]:
                 raise ValueError(f"{path}: the teacher normalises with {key} {theirs}, the student with {list(ours)}")
-        size = meta.get("input_size", [student_size, student_size])
-        if size[0] != size[1]:
-            raise ValueError(f"{path}: the teacher's input size {size} is not square")
-        self.size = int(size[0])
+        if size:  # run the teacher at this size, whatever its metadata says
+            self.size = int(size)
+        else:
+            own = meta.get("input_size", [student_size, student_size])
+            if own[0] != own[1]:
+                raise ValueError(f"{path}: the teacher's input size {own} is not square")
+            self.size = int(own[0])
         if self.size < student_size:
             raise ValueError(f"{path}: the teacher's input size {self.size} is below the student's {student_size}")
         model = model_from_checkpoint(ckpt).to(device).eval()

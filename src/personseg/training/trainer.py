@@ -368,6 +368,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             autocast,
             cfg.channels_last,
             flip=cfg.teacher_flip,
+            size=cfg.teacher_size,
         )
     train_set, val_sets = builders.build_datasets(cfg, train_size=distiller.size if distiller else None)
     check_select_sources(cfg.select_sources, val_sets)  # before the first epoch, not after it
