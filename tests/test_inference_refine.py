@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -166,6 +167,34 @@ def test_blurred_background_keeps_the_person_out_of_it() -> None:
     assert out[50, 75, 0] < 10  # right next to the person: still background blue, no red halo
     plain = cv2.GaussianBlur(image, (0, 0), 8)
     assert plain[50, 75, 0] > 50
+
+
+def test_blurred_background_of_a_size_the_factor_does_not_divide() -> None:
+    """Sigma 15 blurs at a quarter of the size; 101 x 203 leaves a row and three columns out of the small copy,
+    and the result still covers the whole frame and matches a full-size blur of a smooth scene."""
+    yy, xx = np.mgrid[:101, :203]
+    image = np.dstack([xx * 255 // 202, yy * 255 // 100, np.full_like(xx, 128)]).astype(np.uint8)
+    alpha = np.zeros((101, 203), np.float32)
+    out = compose.blurred_background(image, alpha, 15)
+    assert out.shape == image.shape
+    full = cv2.GaussianBlur(image, (0, 0), 15, borderType=cv2.BORDER_REFLECT)
+    assert np.abs(out.astype(int) - full.astype(int))[10:-10, 10:-10].max() <= 6
+
+
+def test_guided_upsample_is_the_same_in_one_band_and_many_and_after_other_sizes() -> None:
+    """The whole-frame path, the band-by-band path and a call after one of another size (the kept work arrays
+    are re-made) agree; the work arrays are per thread, so two threads get the same answers."""
+    rng = np.random.default_rng(3)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (90, 160, 3), np.uint8), (0, 0), 2)
+    low = cv2.GaussianBlur(rng.random((24, 32)).astype(np.float32), (0, 0), 2)
+    whole = refine.guided_upsample(low, image, radius=2)
+    np.testing.assert_allclose(refine.guided_upsample(low, image, radius=2, chunk_rows=16), whole, atol=1e-5)
+    refine.guided_upsample(low, image[:50, :70], radius=2)
+    np.testing.assert_array_equal(refine.guided_upsample(low, image, radius=2), whole)
+    with ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda _: refine.guided_upsample(low, image, radius=2), range(4)))
+    for out in both:
+        np.testing.assert_array_equal(out, whole)
 
 
 def test_checkerboard_and_comparison_sizes() -> None:

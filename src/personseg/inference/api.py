@@ -391,6 +391,10 @@ class OnnxSegmenter(Segmenter):
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        # ONNX Runtime's worker threads spin between the steps of a run (fast), and by default for a while after
+        # it too, holding a core that the full-size work after the network (guided upsampling, compositing:
+        # OpenCV, 2 threads) needs; stop them at the end of each run.
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import cv2
 import numpy as np
@@ -71,7 +72,7 @@ def guided_upsample(
     image: np.ndarray,
     radius: int | None = None,
     eps: float = 1e-4,
-    chunk_rows: int = 512,
+    chunk_rows: int = 4096,
     guide: np.ndarray | None = None,
 ) -> np.ndarray:
     """Upsample the low-resolution ``alpha`` (h x w float) to ``image``'s size (H x W x 3 uint8) along its edges.
@@ -98,23 +99,53 @@ def guided_upsample(
         raise ValueError(f"guide is {guide.shape[1]}x{guide.shape[0]} but the mask is {w}x{h}")
     small = guide.astype(np.float32) / 255.0
     coef = guided_filter_coefficients(small, alpha, radius, eps)
-    # The coefficients are brought to full size a band of rows at a time (as cv2.resize's INTER_LINEAR would:
-    # vertically here, horizontally by cv2), so no full-size 4-channel float image ever exists: a 90 MP photo
-    # would need 1.4 GB for it.
+    # The output is coef . (r, g, b, 1) at full size, with the pixels in [0, 1]. Folding the 1/255 into the
+    # coefficients lets the dot product run on the uint8 photo with a constant fourth channel of 255 (RGBA),
+    # so no full-size float copy of the photo is made: on a 720p frame this step takes ~3 ms instead of ~11.
+    coef *= np.float32(1.0 / 255.0)
+    out = np.empty((big_h, big_w), np.float32)
+    rows_per_chunk = max(1, min(chunk_rows, (1 << 21) // big_w))  # ~2 MP per band: ~60 MB of temporaries
+    if rows_per_chunk >= big_h:  # the whole image in one band: one resize does both directions
+        _dot(coef, image, out)
+        return np.clip(out, 0.0, 1.0, out=out)
+    # Larger images: the coefficients are brought to full size a band of rows at a time (as cv2.resize's
+    # INTER_LINEAR would: vertically here, horizontally by cv2), so no full-size 4-channel float image ever
+    # exists: a 90 MP photo would need 1.4 GB for it.
     src_y = np.clip((np.arange(big_h) + 0.5) * (h / big_h) - 0.5, 0, h - 1)
     y0 = np.floor(src_y).astype(np.intp)
     y1 = np.minimum(y0 + 1, h - 1)
     wy = (src_y - y0).astype(np.float32)[:, None, None]
-    out = np.empty((big_h, big_w), np.float32)
-    rows_per_chunk = max(1, min(chunk_rows, (1 << 21) // big_w))  # ~2 MP per band: ~60 MB of temporaries
     for y in range(0, big_h, rows_per_chunk):
         rows = slice(y, y + rows_per_chunk)
-        band = coef[y0[rows]] * (1.0 - wy[rows]) + coef[y1[rows]] * wy[rows]
-        c = cv2.resize(band, (big_w, band.shape[0]), interpolation=cv2.INTER_LINEAR)
-        pixels = image[rows].astype(np.float32) * (1.0 / 255.0)
-        q = c[..., 0] * pixels[..., 0] + c[..., 1] * pixels[..., 1] + c[..., 2] * pixels[..., 2] + c[..., 3]
-        np.clip(q, 0.0, 1.0, out=out[rows])
-    return out
+        _dot(coef[y0[rows]] * (1.0 - wy[rows]) + coef[y1[rows]] * wy[rows], image[rows], out[rows])
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+_scratch = threading.local()
+
+
+def _scratch_buffer(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A per-thread work array kept between calls: a video's frames all have one size, and a fresh array of a
+    frame's size costs more in page faults than the arithmetic done in it (~2 ms for 15 MB)."""
+    buf = getattr(_scratch, name, None)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = np.empty(shape, dtype)
+        setattr(_scratch, name, buf)
+    return buf
+
+
+def _dot(coef: np.ndarray, image: np.ndarray, out: np.ndarray) -> None:
+    """``out`` (H x W float32, C-contiguous) = the per-pixel dot product of ``coef`` (h x W x 4 float32, resized
+    here to H rows with INTER_LINEAR, so a band already at H rows only goes across) with ``image``'s (H x W x 3
+    uint8) channels and a constant 255: OpenCV's resize, colour conversion and multiply into kept buffers, then
+    one matrix-vector product."""
+    big_h, big_w = image.shape[:2]
+    full = _scratch_buffer("coef", (big_h, big_w, 4), np.float32)
+    cv2.resize(coef, (big_w, big_h), dst=full, interpolation=cv2.INTER_LINEAR)
+    rgba = _scratch_buffer("rgba", (big_h, big_w, 4), np.uint8)
+    cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2RGBA, dst=rgba)  # the fourth channel is 255
+    cv2.multiply(full, rgba, dst=full, dtype=cv2.CV_32F)
+    np.matmul(full.reshape(-1, 4), np.ones(4, np.float32), out=out.reshape(-1))
 
 
 # --- post-processing on the full-resolution alpha --------------------------------------------------------
