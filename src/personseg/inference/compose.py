@@ -150,9 +150,9 @@ def blurred_background(image: np.ndarray, alpha: np.ndarray, sigma: float) -> np
     # block-average path: ~2.5x faster than an area resize by 3.75 on a 720p frame (the blur hides the <f px).
     factor = max(1, min(round(sigma / 4.0), h, w))
     size = (w // factor, h // factor)
-    img = cv2.resize(image[: size[1] * factor, : size[0] * factor], size, interpolation=cv2.INTER_AREA)
-    bg = 1.0 - cv2.resize(alpha[: size[1] * factor, : size[0] * factor], size, interpolation=cv2.INTER_AREA)
-    img = img.astype(np.float32)
+    whole = (slice(0, size[1] * factor), slice(0, size[0] * factor))  # the rows and columns that fill blocks
+    img = cv2.resize(image[whole], size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    bg = 1.0 - cv2.resize(alpha[whole], size, interpolation=cv2.INTER_AREA)
     s = sigma / factor
     num = cv2.GaussianBlur(img * bg[..., None], (0, 0), s, borderType=cv2.BORDER_REFLECT)
     den = cv2.GaussianBlur(bg, (0, 0), s, borderType=cv2.BORDER_REFLECT)[..., None]
