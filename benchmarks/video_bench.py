@@ -205,6 +205,21 @@ def load_sequences(root: Path) -> dict[str, list[tuple[Path, Path]]]:
     return sequences
 
 
+class EmptyPrior:
+    """A temporal model run as a per-frame one: every frame gets an empty prior, as a photo does."""
+
+    temporal = False
+
+    def __init__(self, model) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def predict_lowres(self, images, priors=None):
+        return self._model.predict_lowres(images)
+
+
 def video_path_masks(
     model, frames: list[np.ndarray], stabilizer: str | None, strength: float, subject: str = "all"
 ) -> list[np.ndarray]:
@@ -229,7 +244,12 @@ def real_footage(
     loaded = {name: personseg.load_model(name, threads=threads) for name in models}
     runs: list[tuple[str, Callable]] = []
     for name, model in loaded.items():
-        runs.append((f"{name} per frame", lambda f, m=model: video_path_masks(m, f, None, strength)))
+        if getattr(model, "temporal", False):  # the per-frame figure is its single-frame one: empty priors
+            single = EmptyPrior(model)
+            runs.append((f"{name} per frame", lambda f, m=single: video_path_masks(m, f, None, strength)))
+            runs.append((f"{name} fed its output", lambda f, m=model: video_path_masks(m, f, None, strength)))
+        else:
+            runs.append((f"{name} per frame", lambda f, m=model: video_path_masks(m, f, None, strength)))
         runs.append((f"{name} plain stabiliser", lambda f, m=model: video_path_masks(m, f, "plain", strength)))
         runs.append((f"{name} video path (flow)", lambda f, m=model: video_path_masks(m, f, "flow", strength)))
     if DEFAULT_MEDIAPIPE.exists():

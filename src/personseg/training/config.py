@@ -69,6 +69,17 @@ class TrainConfig:
         "from each label; validated with an empty one); --init-from a 3-channel checkpoint starts it with the prior "
         "ignored",
     )
+    temporal_prior: str = _f(
+        "synthetic",
+        "what a --temporal model is trained with as the prior: synthetic (made from the label) or self (its own "
+        "prediction on the batch moved one frame back, the prior a video gives it)",
+        choices=["synthetic", "self"],
+    )
+    temporal_weight: float = _f(
+        0.3,
+        "with --temporal-prior self: weight of the temporal loss, mean |(p_t - p_t-1) - (g_t - g_t-1)| where the "
+        "prior was right (0: none; at 1 a tiny model trained from scratch learnt an empty mask)",
+    )
     # --- data
     data: list[str] = _f(["data"], "training roots with images/ and masks/, each ROOT or ROOT:WEIGHT", nargs="+")
     val_data: list[str] = _f([], "validation roots; when empty, a fixed hash split of each --data root", nargs="*")
@@ -216,6 +227,10 @@ class TrainConfig:
             self.boundary_mattes = [self.boundary_mattes]
         for entry in self.boundary_mattes:
             split_matte_entry(entry)
+        if self.temporal_prior == "self" and not self.temporal:
+            raise ValueError("--temporal-prior self is for a --temporal model")
+        if self.temporal_weight < 0:
+            raise ValueError(f"--temporal-weight must be >= 0, got {self.temporal_weight}")
         if self.temporal and self.teacher:
             raise ValueError("--temporal with --teacher: the teacher has no prior channel to learn from; pick one")
 

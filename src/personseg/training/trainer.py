@@ -32,7 +32,7 @@ from personseg.training import builders
 from personseg.training.config import TrainConfig
 from personseg.training.distill import Distiller
 from personseg.training.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
-from personseg.training.prior import adapt_input_channels, synthetic_prior, with_prior
+from personseg.training.prior import adapt_input_channels, self_prior, synthetic_prior, temporal_loss, with_prior
 from personseg.training.shapes import shape_crop
 from personseg.training.visualization import plot_history, prediction_grid, save_grid
 
@@ -179,11 +179,18 @@ def train_one_epoch(ctx: EpochContext, epoch: int) -> float:
         if ctx.cfg.shape_crops > 0 and torch.rand(1).item() < ctx.cfg.shape_crops:
             x, y, soft = shape_crop([x, y, soft])
             x = x.contiguous(memory_format=ctx.normalize.memory_format)
-        if ctx.cfg.temporal:
+        earlier = None
+        if ctx.cfg.temporal and ctx.cfg.temporal_prior == "self":
+            prior, *earlier = self_prior(ctx.model, x, y, ctx.autocast, ctx.normalize.channels_last)
+            x = with_prior(x, prior, ctx.normalize.channels_last)
+        elif ctx.cfg.temporal:
             x = with_prior(x, synthetic_prior(y), ctx.normalize.channels_last)
         with ctx.autocast():
             logits = ctx.model(x).float()
         loss = ctx.loss_fn(*drop_ignored(logits, y))
+        if earlier is not None and ctx.cfg.temporal_weight > 0:
+            change = temporal_loss(torch.sigmoid(logits), x[:, 3:].float(), y, *earlier)
+            loss = loss + ctx.cfg.temporal_weight * change
         if ctx.distiller is not None:
             loss = ctx.distiller.blend(loss, logits, soft)
         ctx.optimizer.zero_grad(set_to_none=True)
