@@ -244,12 +244,11 @@ def real_footage(
     loaded = {name: personseg.load_model(name, threads=threads) for name in models}
     runs: list[tuple[str, Callable]] = []
     for name, model in loaded.items():
-        if getattr(model, "temporal", False):  # the per-frame figure is its single-frame one: empty priors
-            single = EmptyPrior(model)
-            runs.append((f"{name} per frame", lambda f, m=single: video_path_masks(m, f, None, strength)))
+        temporal = getattr(model, "temporal", False)
+        single = EmptyPrior(model) if temporal else model  # a temporal model per frame: empty priors
+        runs.append((f"{name} per frame", lambda f, m=single: video_path_masks(m, f, None, strength)))
+        if temporal:
             runs.append((f"{name} fed its output", lambda f, m=model: video_path_masks(m, f, None, strength)))
-        else:
-            runs.append((f"{name} per frame", lambda f, m=model: video_path_masks(m, f, None, strength)))
         runs.append((f"{name} plain stabiliser", lambda f, m=model: video_path_masks(m, f, "plain", strength)))
         runs.append((f"{name} video path (flow)", lambda f, m=model: video_path_masks(m, f, "flow", strength)))
     if DEFAULT_MEDIAPIPE.exists():

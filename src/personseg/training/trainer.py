@@ -179,17 +179,17 @@ def train_one_epoch(ctx: EpochContext, epoch: int) -> float:
         if ctx.cfg.shape_crops > 0 and torch.rand(1).item() < ctx.cfg.shape_crops:
             x, y, soft = shape_crop([x, y, soft])
             x = x.contiguous(memory_format=ctx.normalize.memory_format)
-        earlier = None
-        if ctx.cfg.temporal and ctx.cfg.temporal_prior == "self":
-            prior, *earlier = self_prior(ctx.model, x, y, ctx.autocast, ctx.normalize.channels_last)
+        own_prior = ctx.cfg.temporal_prior == "self"  # the config allows it only for a temporal model
+        if own_prior:
+            prior, earlier_masks, own = self_prior(ctx.model, x, y, ctx.autocast, ctx.normalize.channels_last)
             x = with_prior(x, prior, ctx.normalize.channels_last)
         elif ctx.cfg.temporal:
             x = with_prior(x, synthetic_prior(y), ctx.normalize.channels_last)
         with ctx.autocast():
             logits = ctx.model(x).float()
         loss = ctx.loss_fn(*drop_ignored(logits, y))
-        if earlier is not None and ctx.cfg.temporal_weight > 0:
-            change = temporal_loss(torch.sigmoid(logits), x[:, 3:].float(), y, *earlier)
+        if own_prior and ctx.cfg.temporal_weight > 0:
+            change = temporal_loss(torch.sigmoid(logits), prior, y, earlier_masks, own)
             loss = loss + ctx.cfg.temporal_weight * change
         if ctx.distiller is not None:
             loss = ctx.distiller.blend(loss, logits, soft)
