@@ -16,9 +16,10 @@ from personseg.data.repair import repair_backdrop_mask
 from personseg.data.split import split_source
 from personseg.data.transforms import composite_transform, eval_transform, train_transform
 from personseg.data.zoom import PersonCrops
-from personseg.models import SegmentationModel, create_model
+from personseg.models import SegmentationModel, create_model, read_checkpoint
 from personseg.training.config import TrainConfig, split_matte_entry
 from personseg.training.distributed import DistInfo
+from personseg.training.prior import adapt_input_channels
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,34 @@ def build_loaders(
 
 def build_model(cfg: TrainConfig) -> SegmentationModel:
     return create_model(cfg.arch, **cfg.model_kwargs())
+
+
+def init_weights(model: torch.nn.Module, path: str, partial: bool = False, log_it: bool = True) -> int:
+    """Load ``path``'s weights into ``model`` (``--init-from``) and return how many tensors were taken.
+
+    A 3-channel checkpoint fits a temporal model (``adapt_input_channels``). With ``partial`` only the tensors
+    whose name and shape match are taken, e.g. a trained encoder under a new decoder; it is an error when none
+    match, since then the checkpoint is not a relative of the model at all."""
+    state = adapt_input_channels(read_checkpoint(path)["state_dict"], model)
+    if not partial:
+        model.load_state_dict(state)
+        return len(state)
+    own = model.state_dict()
+    taken = {key: value for key, value in state.items() if key in own and own[key].shape == value.shape}
+    if not taken:
+        raise ValueError(f"{path}: no tensor matches this model by name and shape; nothing to start from")
+    model.load_state_dict(taken, strict=False)
+    if log_it:
+        skipped = sorted(set(own) - set(taken))
+        log.info(
+            "--init-from %s: %d of %d tensors taken, %d kept fresh (%s)",
+            path,
+            len(taken),
+            len(own),
+            len(skipped),
+            ", ".join(sorted({".".join(key.split(".")[:3]) for key in skipped})) or "none",
+        )
+    return len(taken)
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -181,6 +181,11 @@ class TrainConfig:
         False, "also keep each epoch's weights as OUTPUT/epochNNN.pt (weights only), to choose one by a benchmark later"
     )
     init_from: str | None = _f(None, "start from the weights of this checkpoint (fine-tuning)")
+    init_partial: bool = _f(
+        False,
+        "with --init-from, take only the tensors whose name and shape match (e.g. the encoder of a checkpoint "
+        "with another decoder or depth); the rest keep their fresh init, and the counts are logged",
+    )
     teacher: str | None = _f(None, "distil from this checkpoint's soft masks (training batches at its input size)")
     distill_weight: float = _f(0.5, "share of the teacher's target in the loss when --teacher is set")
     teacher_size: int = _f(
@@ -233,6 +238,8 @@ class TrainConfig:
             raise ValueError(f"--temporal-weight must be >= 0, got {self.temporal_weight}")
         if self.temporal and self.teacher:
             raise ValueError("--temporal with --teacher: the teacher has no prior channel to learn from; pick one")
+        if self.init_partial and not self.init_from:
+            raise ValueError("--init-partial says how to read --init-from: give --init-from too")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from personseg.training import builders
 from personseg.training.config import TrainConfig
 from personseg.training.distill import Distiller
 from personseg.training.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
-from personseg.training.prior import adapt_input_channels, self_prior, synthetic_prior, temporal_loss, with_prior
+from personseg.training.prior import self_prior, synthetic_prior, temporal_loss, with_prior
 from personseg.training.shapes import shape_crop
 from personseg.training.visualization import plot_history, prediction_grid, save_grid
 
@@ -384,7 +384,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if cfg.init_from:
-        model.load_state_dict(adapt_input_channels(read_checkpoint(cfg.init_from)["state_dict"], model))
+        builders.init_weights(model, cfg.init_from, partial=cfg.init_partial, log_it=info.is_main)
     optimizer = builders.build_optimizer(cfg, model)
     scheduler = builders.build_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
