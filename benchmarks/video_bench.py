@@ -9,7 +9,9 @@
    mask, sliding over a textured backdrop: the truth moves, so mean |dpred - dtruth| is flicker plus lag), with
    the IoU against the truth.
 3. Real footage (``--davis DIR``): every labelled sequence of davis_people, frames in order, at full
-   resolution: per-frame model, the ``personseg video`` path (stabiliser on) and MediaPipe, each with IoU,
+   resolution: the per-frame model (with a photo's edge, the reference, and with the video's tighter edge), the
+   plain stabiliser, the ``personseg live`` path (flow stabiliser), the ``personseg video`` path (flow
+   stabiliser + the non-causal window, ``--window``) and MediaPipe, each with IoU,
    temporal error (mean abs((p_t - p_t-1) - (g_t - g_t-1)) x 100: the change the model makes that the truth does
    not) and flicker (mean abs(p_t - p_t-1) x 100 where the truth did not change); see
    ``personseg.evaluation.temporal_scores``. Per sequence, then the mean over the sequences a model was not
@@ -44,7 +46,8 @@ from personseg.inference import compose, refine
 from personseg.inference.io import read_image
 from personseg.inference.options import Background, RemoveOptions
 from personseg.video import Stabilizer, VideoOptions, process_video
-from personseg.video.pipeline import FrameProcessor
+from personseg.video.pipeline import VIDEO_EDGE_CUTOFF, FrameProcessor
+from personseg.video.window import DEFAULT_RADIUS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine  # noqa: E402
@@ -221,22 +224,44 @@ class EmptyPrior:
 
 
 def video_path_masks(
-    model, frames: list[np.ndarray], stabilizer: str | None, strength: float, subject: str = "all"
+    model,
+    frames: list[np.ndarray],
+    stabilizer: str | None,
+    strength: float,
+    subject: str = "all",
+    window: int = 0,
+    edge_cutoff: float = VIDEO_EDGE_CUTOFF,
 ) -> list[np.ndarray]:
     """Full-resolution alpha per frame exactly as ``personseg video`` makes it (its ``FrameProcessor``, without
-    the compositing): ``stabilizer`` None is frame by frame; a temporal model is fed its previous output."""
+    the compositing): ``stabilizer`` None is frame by frame; a temporal model is fed its previous output;
+    ``window`` > 0 adds the non-causal window (``personseg video --window``; live has none)."""
     options = VideoOptions(
         smooth=stabilizer is not None,
         stabilizer=stabilizer or "flow",
         smooth_strength=strength,
-        remove=RemoveOptions(subject=subject),
+        window=window,
+        remove=RemoveOptions(subject=subject, edge_cutoff=edge_cutoff),
     )
     processor = FrameProcessor(model, options, kind="mask")
-    return [processor(rgb).astype(np.float32) / 255.0 for rgb in frames]
+    out = []
+    for rgb in frames:
+        out += [mask for _, mask in processor.push(None, rgb, *processor.predict([rgb])[0])]
+    out += [mask for _, mask in processor.flush()]
+    return [mask.astype(np.float32) / 255.0 for mask in out]
+
+
+#: the per-frame reference keeps a photo's edge (``personseg remove``'s default cutoff)
+PHOTO = {"edge_cutoff": RemoveOptions().edge_cutoff}
 
 
 def real_footage(
-    root: Path, models: list[str], threads: int, strength: float, held_out: list[str] | None, max_frames: int
+    root: Path,
+    models: list[str],
+    threads: int,
+    strength: float,
+    held_out: list[str] | None,
+    max_frames: int,
+    window: int = DEFAULT_RADIUS,
 ) -> list[str]:
     """``held_out``: stem globs of the sequences the models did not train on (None: they trained on none)."""
     sequences = load_sequences(root)
@@ -246,18 +271,26 @@ def real_footage(
     for name, model in loaded.items():
         temporal = getattr(model, "temporal", False)
         single = EmptyPrior(model) if temporal else model  # a temporal model per frame: empty priors
-        runs.append((f"{name} per frame", lambda f, m=single: video_path_masks(m, f, None, strength)))
+        # The reference: the model frame by frame as a photo gets it (a photo's soft edge).
+        runs.append((f"{name} per frame", lambda f, m=single: video_path_masks(m, f, None, strength, **PHOTO)))
+        runs.append((f"{name} per frame, video edge", lambda f, m=single: video_path_masks(m, f, None, strength)))
         if temporal:
             runs.append((f"{name} fed its output", lambda f, m=model: video_path_masks(m, f, None, strength)))
         runs.append((f"{name} plain stabiliser", lambda f, m=model: video_path_masks(m, f, "plain", strength)))
-        runs.append((f"{name} video path (flow)", lambda f, m=model: video_path_masks(m, f, "flow", strength)))
+        runs.append((f"{name} live path (flow)", lambda f, m=model: video_path_masks(m, f, "flow", strength)))
+        runs.append(
+            (
+                f"{name} video path (flow + window {window})",
+                lambda f, m=model: video_path_masks(m, f, "flow", strength, window=window),
+            )
+        )
     if DEFAULT_MEDIAPIPE.exists():
         peer = MediaPipeSelfie(threads=threads)
         runs.append(("mediapipe per frame", lambda f: [peer.predict(x) for x in f]))
     main_runs = [
         (
             f"{name} video path --subject main",
-            lambda f, m=model: video_path_masks(m, f, "flow", strength, "main"),
+            lambda f, m=model: video_path_masks(m, f, "flow", strength, "main", window),
         )
         for name, model in loaded.items()
     ]
@@ -313,6 +346,9 @@ def main() -> None:
         "--trained-config", help="training config whose val_patterns name the sequences the model did NOT train on"
     )
     parser.add_argument("--max-frames", type=int, default=0, help="frames per real sequence (0: all)")
+    parser.add_argument(
+        "--window", type=int, default=DEFAULT_RADIUS, help=f"the video path's window (default: {DEFAULT_RADIUS})"
+    )
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-stability", action="store_true")
     args = parser.parse_args()
@@ -333,7 +369,9 @@ def main() -> None:
         held_out = None
         if args.trained_config:
             held_out = patterns_for(args.davis.name, read_split_config(args.trained_config).val_patterns)
-        tables.append(real_footage(args.davis, args.models, args.threads, args.strength, held_out, args.max_frames))
+        tables.append(
+            real_footage(args.davis, args.models, args.threads, args.strength, held_out, args.max_frames, args.window)
+        )
     print()
     for rows in tables:
         print("\n".join(rows) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -49,3 +50,24 @@ def two_people(h: int = 80, w: int = 100, seed: int = 0) -> tuple[np.ndarray, np
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two bool masks (0 when both are empty)."""
     return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def panning(h: int, w: int, frames: int, speed: int, rng: np.random.Generator, blur: float = 2.0):
+    """A textured world (noise blurred by ``blur`` px) sliding ``speed`` px per frame (a panning camera) with a
+    person square moving with it."""
+    world = cv2.GaussianBlur(rng.uniform(0, 255, (h, w + speed * frames, 3)).astype(np.float32), (0, 0), blur)
+    world = np.clip(world, 0, 255).astype(np.uint8)
+    person = np.zeros(world.shape[:2], np.float32)
+    person[h // 4 : 3 * h // 4, 40:80] = 1.0
+    world[person > 0] = np.clip(world[person > 0].astype(int) + 60, 0, 255).astype(np.uint8)
+    out = []
+    for t in range(frames):
+        x = speed * t
+        out.append((np.ascontiguousarray(world[:, x : x + w]), np.ascontiguousarray(person[:, x : x + w])))
+    return out
+
+
+def edge_column(prob: np.ndarray) -> float:
+    """Mean x of the person's right edge (first column after the square where the row drops below 0.5)."""
+    cols = (prob[prob.shape[0] // 2 - 4 : prob.shape[0] // 2 + 4] >= 0.5).sum(axis=0) > 4
+    return float(np.nonzero(cols)[0].max())

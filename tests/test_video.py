@@ -590,3 +590,49 @@ def test_stabilizer_choice_reaches_the_pipeline(tmp_path, fake_model, monkeypatc
 def test_stabilizer_option_is_validated():
     with pytest.raises(ValueError, match="stabilizer: 'median' is not one of flow, plain"):
         VideoOptions(stabilizer="median")
+
+
+# --- the non-causal window and the video's edge ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("window", "smooth", "late"), [(2, True, 2), (3, True, 3), (0, True, 0), (2, False, 0)])
+def test_frame_processor_hands_frames_back_window_late_in_order(window, smooth, late):
+    from personseg.video.pipeline import FrameProcessor
+
+    processor = FrameProcessor(FakeSegmenter(), VideoOptions(window=window, smooth=smooth), "mask")
+    frames, _ = frames_for(48, 64, 8)
+    ready = [[tag for tag, _ in processor.push(i, rgb, *processor.predict([rgb])[0])] for i, rgb in enumerate(frames)]
+    assert ready == [[]] * late + [[i] for i in range(8 - late)]
+    assert [tag for tag, _ in processor.flush()] == list(range(8 - late, 8))
+
+
+@pytest.mark.parametrize(("flags", "window"), [([], 2), (["--window", "4"], 4), (["--window", "0"], 0)])
+def test_window_choice_reaches_the_pipeline(tmp_path, fake_model, monkeypatch, flags, window):
+    from personseg.video import pipeline
+    from personseg.video import window as windows
+
+    made = []
+    monkeypatch.setattr(pipeline, "FlowWindow", lambda radius: made.append(radius) or windows.FlowWindow(radius))
+    src, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+    masks = make_clip(src, n=6)
+    assert main(["video", str(src), str(out), "-q", *flags]) == 0
+    assert made == ([window] if window else [])
+    frames, _ = decode(out)
+    assert len(frames) == len(masks)  # the window's last frames are flushed, none lost
+
+
+def test_video_and_live_keep_a_tighter_edge_than_photos():
+    import argparse
+
+    from personseg.cli import options
+    from personseg.cli.video import add_frame_options, video_options_from_args
+    from personseg.video.pipeline import VIDEO_EDGE_CUTOFF
+
+    assert VideoOptions().remove.edge_cutoff == VIDEO_EDGE_CUTOFF == 0.4
+    video = argparse.ArgumentParser()
+    add_frame_options(video)
+    assert video_options_from_args(video.parse_args([])).remove.edge_cutoff == 0.4
+    assert video_options_from_args(video.parse_args(["--edge-cutoff", "0.1"])).remove.edge_cutoff == 0.1
+    photo = argparse.ArgumentParser()
+    options.add_photo_options(photo)
+    assert options.remove_options_from_args(photo.parse_args([])).edge_cutoff == 0.1

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 
-import cv2
 import numpy as np
 import pytest
 
 from personseg.video import Stabilizer
 from personseg.video.stabilize import FlowStabilizer
+from synthetic import edge_column, panning
 
 
 def flicker(probs: list[np.ndarray]) -> float:
@@ -81,26 +81,6 @@ def test_stabilizer_validates_its_settings():
 
 
 # --------------------------------------------------------------------------- motion-compensated (flow)
-
-
-def panning(h: int, w: int, frames: int, speed: int, rng: np.random.Generator):
-    """A textured world sliding ``speed`` px per frame (a panning camera) with a person square moving with it."""
-    world = cv2.GaussianBlur(rng.uniform(0, 255, (h, w + speed * frames, 3)).astype(np.float32), (0, 0), 2)
-    world = np.clip(world, 0, 255).astype(np.uint8)
-    person = np.zeros(world.shape[:2], np.float32)
-    person[h // 4 : 3 * h // 4, 40:80] = 1.0
-    world[person > 0] = np.clip(world[person > 0].astype(int) + 60, 0, 255).astype(np.uint8)
-    out = []
-    for t in range(frames):
-        x = speed * t
-        out.append((np.ascontiguousarray(world[:, x : x + w]), np.ascontiguousarray(person[:, x : x + w])))
-    return out
-
-
-def edge_column(prob: np.ndarray) -> float:
-    """Mean x of the person's right edge (first column after the square where the row drops below 0.5)."""
-    cols = (prob[prob.shape[0] // 2 - 4 : prob.shape[0] // 2 + 4] >= 0.5).sum(axis=0) > 4
-    return float(np.nonzero(cols)[0].max())
 
 
 def test_flow_stabilizer_follows_a_panning_camera_without_lag():

@@ -181,6 +181,10 @@ def add_photo_options(parser: argparse.ArgumentParser, video: bool = False) -> N
 
     add_spec_options(parser, RemoveOptions, "mask post-processing", exclude=("crop", "crop_margin") if video else ())
     add_spec_options(parser, Background, "background replacement (one of)", () if video else ("video",), exclusive=True)
+    if video:  # a video's edge is tighter than a photo's (see VIDEO_EDGE_CUTOFF)
+        from personseg.video.pipeline import VIDEO_EDGE_CUTOFF
+
+        parser.set_defaults(edge_cutoff=VIDEO_EDGE_CUTOFF)
 
 
 def remove_options_from_args(args: argparse.Namespace):

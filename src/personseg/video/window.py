@@ -1,0 +1,137 @@
+"""Non-causal temporal smoothing for video files: each frame's probability averaged with its neighbours'.
+
+A causal smoother (:mod:`personseg.video.stabilize`) can only look back, so it must choose between lag on
+moving edges and flicker on still ones. A video file has the future too: :class:`FlowWindow` averages each
+frame's full-resolution probability with those of up to ``radius`` frames before *and after* it, each first
+moved onto the frame along dense optical flow (OpenCV's DIS on frames downscaled to ``flow_size``), so a
+moving edge is averaged with itself rather than dragged, and errors that come and go from frame to frame
+(a limb missed once, an edge placed a few pixels off) are outvoted by the frames around them. Each neighbour is
+weighted by its distance in time (Gaussian, sigma ``0.75 * radius``) and, per pixel, by how well the flow
+explains the frame: where the warped neighbour's colours differ from the frame's (occlusion, a flow failure,
+something that came into view) it counts less, down to nothing.
+
+Frames come out ``radius`` frames late, in order; :meth:`FlowWindow.flush` gives the rest at the end of the
+clip. A scene cut (``cut=True`` on the first frame after it) closes the window: frames are never averaged
+across a cut. Measured on the held-out davis_people sequences it takes the temporal error of
+``personseg video`` from 92% to about 65% of frame by frame's (see docs/video.md).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+#: frames on each side of the one being smoothed (``personseg video --window``)
+DEFAULT_RADIUS = 2
+
+
+@dataclass
+class _Frame:
+    number: int
+    tag: Any
+    prob: np.ndarray  # full resolution, uint8 (0-255): a quarter of float32's memory and remap time
+    small: np.ndarray  # float32 RGB at the flow's size, for the photometric gate
+    gray: np.ndarray  # uint8 at the flow's size, for the flow
+
+
+class FlowWindow:
+    """Average each frame's probability with its flow-aligned neighbours (see the module's docstring).
+
+    ``push(tag, rgb, prob)`` returns the frames now complete as ``(tag, smoothed probability)``, in order;
+    ``tag`` is anything the caller needs back with its frame. ``gate``: the mean colour error after warping
+    (0-1, 3x3 box) at which a neighbour's weight starts to fall and where it reaches 0.
+    """
+
+    def __init__(
+        self,
+        radius: int = DEFAULT_RADIUS,
+        flow_size: int = 320,
+        gate: tuple[float, float] = (0.04, 0.12),
+        preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+    ) -> None:
+        if radius < 1:
+            raise ValueError(f"the window needs at least one frame on each side, got radius {radius}")
+        if not 0.0 <= gate[0] < gate[1]:
+            raise ValueError(f"need 0 <= gate low < gate high, got {gate}")
+        self.radius = int(radius)
+        self.flow_size = int(flow_size)
+        self.gate = (float(gate[0]), float(gate[1]))
+        self.sigma = 0.75 * self.radius
+        self._dis = cv2.DISOpticalFlow_create(preset)
+        self._frames: deque[_Frame] = deque()
+        self._next = 0  # number of the next frame to come out
+        self._count = 0
+        self._grid: np.ndarray | None = None
+
+    def push(self, tag: Any, rgb: np.ndarray, prob: np.ndarray, cut: bool = False) -> list[tuple[Any, np.ndarray]]:
+        """Add the next frame (RGB uint8 and its HxW probability in [0, 1]); ``cut``: it starts a new shot."""
+        out = self.flush() if cut or (self._frames and self._frames[-1].prob.shape != prob.shape) else []
+        h, w = prob.shape
+        scale = self.flow_size / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale))) if scale < 1 else (w, h)
+        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if size != (w, h) else rgb
+        quantized = np.clip(prob * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        frame = _Frame(
+            self._count, tag, quantized, small.astype(np.float32) / 255.0, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        )
+        self._count += 1
+        self._frames.append(frame)
+        while self._frames[-1].number - self._next >= self.radius:
+            out.append(self._emit())
+        return out
+
+    def flush(self) -> list[tuple[Any, np.ndarray]]:
+        """The frames still waiting for their future (the end of a clip or a shot), smoothed with what there is."""
+        out = []
+        while self._frames and self._next <= self._frames[-1].number:
+            out.append(self._emit())
+        self._frames.clear()
+        self._next = self._count
+        return out
+
+    def _emit(self) -> tuple[Any, np.ndarray]:
+        frames = {f.number: f for f in self._frames}
+        centre = frames[self._next]
+        num = centre.prob.astype(np.float32)
+        den = np.ones(num.shape, np.float32)
+        for k in range(-self.radius, self.radius + 1):
+            other = frames.get(self._next + k)
+            if k == 0 or other is None:
+                continue
+            warped, weight = self._align(centre, other)
+            weight *= float(np.exp(-0.5 * (k / self.sigma) ** 2))
+            num += weight * warped  # uint8 * float32: no float copy of the warped probability
+            den += weight
+        self._next += 1
+        while self._frames and self._frames[0].number < self._next - self.radius:
+            self._frames.popleft()
+        den *= 255.0
+        return centre.tag, np.divide(num, den, out=num)
+
+    def _align(self, centre: _Frame, other: _Frame) -> tuple[np.ndarray, np.ndarray]:
+        """``other``'s probability moved onto ``centre`` (uint8, 0-255) and its per-pixel weight in [0, 1]."""
+        sh, sw = centre.gray.shape
+        flow = self._dis.calc(centre.gray, other.gray, None)  # where each pixel of centre is in other
+        if self._grid is None or self._grid.shape[:2] != (sh, sw):
+            self._grid = np.dstack(np.indices((sh, sw), dtype=np.float32)[::-1])  # (x, y) of each small pixel
+        where = self._grid + flow
+        warped_small = cv2.remap(other.small, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        diff = cv2.absdiff(centre.small, warped_small)
+        error = cv2.blur(np.maximum(np.maximum(diff[..., 0], diff[..., 1]), diff[..., 2]), (3, 3))
+        low, high = self.gate
+        weight = 1.0 - np.clip((error - low) * (1.0 / (high - low)), 0.0, 1.0)
+        outside = (where[..., 0] < 0) | (where[..., 0] > sw - 1) | (where[..., 1] < 0) | (where[..., 1] > sh - 1)
+        weight[outside] = 0.0  # not in view there
+        h, w = centre.prob.shape
+        if (h, w) != (sh, sw):
+            # Full-resolution sampling positions straight from the small ones: with pixel centres at +0.5,
+            # upsampling x_small -> (x_small + 0.5) * w / sw - 0.5 is exactly grid + scaled flow.
+            where = (where + 0.5) * np.array([w / sw, h / sh], np.float32) - 0.5
+            where = cv2.resize(where, (w, h), interpolation=cv2.INTER_LINEAR)
+            weight = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
+        warped = cv2.remap(other.prob, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return warped, weight
