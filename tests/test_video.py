@@ -606,7 +606,7 @@ def test_frame_processor_hands_frames_back_window_late_in_order(window, smooth, 
     assert [tag for tag, _ in processor.flush()] == list(range(8 - late, 8))
 
 
-@pytest.mark.parametrize(("flags", "window"), [([], 2), (["--window", "4"], 4), (["--window", "0"], 0)])
+@pytest.mark.parametrize(("flags", "window"), [([], 3), (["--window", "4"], 4), (["--window", "0"], 0)])
 def test_window_choice_reaches_the_pipeline(tmp_path, fake_model, monkeypatch, flags, window):
     from personseg.video import pipeline
     from personseg.video import window as windows

@@ -4,9 +4,11 @@ The four stages run in their own threads joined by small bounded queues (decodin
 the encoders all release the GIL), so decoding and encoding overlap with inference and memory stays at a
 few frames whatever the video's length. The network sees ``batch_size`` frames per call; its low-resolution
 probability is stabilised (:class:`~personseg.video.stabilize.FlowStabilizer` by default, motion-compensated)
-and brought back to full resolution along the frame's own edges (guided upsampling), then post-processed
-exactly like a photo; with ``subject="main"`` a :class:`~personseg.inference.subject.SubjectTracker` keeps the
-same person from frame to frame, and starts afresh where the stabiliser does (a scene cut).
+and brought back to full resolution along the frame's own edges (guided upsampling), averaged with its
+neighbours' along the optical flow (:class:`~personseg.video.window.FlowWindow`, ``window`` frames each side: the
+frames come out that late), then post-processed like a photo with a tighter edge (:data:`VIDEO_EDGE_CUTOFF`);
+with ``subject="main"`` a :class:`~personseg.inference.subject.SubjectTracker` keeps the same person from frame
+to frame, and starts afresh where the stabiliser does (a scene cut).
 
 Errors in any stage stop the others and delete the partial output; Ctrl-C (or a ``KeyboardInterrupt`` from
 any stage) finalizes the frames already encoded into a playable file, then re-raises.
