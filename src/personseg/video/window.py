@@ -107,13 +107,17 @@ class FlowWindow:
         self._next = self._count
         return out
 
+    def _frame(self, number: int) -> _Frame | None:
+        """The held frame of that number (the deque holds consecutive numbers), or None."""
+        index = number - self._frames[0].number if self._frames else -1
+        return self._frames[index] if 0 <= index < len(self._frames) else None
+
     def _emit(self) -> tuple[Any, np.ndarray]:
-        frames = {f.number: f for f in self._frames}
-        centre = frames[self._next]
+        centre = self._frame(self._next)
         num = centre.work.copy()
         den = np.ones(num.shape, np.float32)
         for k in range(-self.radius, self.radius + 1):
-            other = frames.get(self._next + k)
+            other = self._frame(self._next + k)
             if k == 0 or other is None:
                 continue
             warped, weight = self._align(centre, other)
@@ -143,9 +147,8 @@ class FlowWindow:
         get a DIS flow of their own (two per frame: forward and back); farther ones chain them, half the cost of
         a flow per pair at the same scores on davis_people."""
         if (a, b) not in self._flows:
-            frames = {f.number: f for f in self._frames}
             if abs(a - b) == 1:
-                self._flows[a, b] = self._dis.calc(frames[a].gray, frames[b].gray, None)
+                self._flows[a, b] = self._dis.calc(self._frame(a).gray, self._frame(b).gray, None)
             else:
                 step = a + (1 if b > a else -1)
                 first = self._flow(a, step)
