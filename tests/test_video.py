@@ -606,6 +606,18 @@ def test_frame_processor_hands_frames_back_window_late_in_order(window, smooth, 
     assert [tag for tag, _ in processor.flush()] == list(range(8 - late, 8))
 
 
+def test_the_causal_path_holds_no_window():
+    """`personseg live` calls the processor frame by frame (finish): no flow window is built for it."""
+    from personseg.video.pipeline import FrameProcessor
+
+    processor = FrameProcessor(FakeSegmenter(), VideoOptions(window=3), "mask")
+    frames, _ = frames_for(48, 64, 3)
+    assert all(processor(rgb).shape == (48, 64) for rgb in frames)
+    assert processor.window is None and processor.flush() == []
+    processor.push(0, frames[0], *processor.predict([frames[0]])[0])
+    assert processor.window is not None and processor.window.radius == 3
+
+
 @pytest.mark.parametrize(("flags", "window"), [([], 3), (["--window", "4"], 4), (["--window", "0"], 0)])
 def test_window_choice_reaches_the_pipeline(tmp_path, fake_model, monkeypatch, flags, window):
     from personseg.video import pipeline

@@ -363,8 +363,10 @@ class FrameProcessor:
         self.threshold = options.remove.threshold_for(model)
         self.radius = getattr(model, "guided_radius", None)  # the guided filter's, as the model's metadata says
         self.stabilizer = make_stabilizer(options)
-        # The non-causal window (push / flush only: a file's frames, never live ones).
-        self.window = FlowWindow(options.window) if self.stabilizer is not None and options.window else None
+        # The non-causal window (push / flush only: a file's frames, never live ones), built by the first push so
+        # that `personseg live`, which only calls finish, holds no optical-flow state it never uses.
+        self._window_radius = options.window if self.stabilizer is not None else 0
+        self.window: FlowWindow | None = None
         self.subject = SubjectTracker(self.threshold) if options.remove.subject == "main" else None
         self.background = FrameBackground(options, kind)
         self._previous: np.ndarray | None = None  # the last frame's probability: a temporal model's prior
@@ -460,8 +462,10 @@ class FrameProcessor:
         """The file path: like :meth:`finish` (``predicted`` is one item of :meth:`predict`), through the
         non-causal window when there is one, so the frames come out ``options.window`` late as ``(tag, output)``,
         in order; :meth:`flush` gives the last ones."""
-        if self.window is None:
+        if not self._window_radius:
             return [(tag, self.finish(rgb, *predicted))]
+        if self.window is None:
+            self.window = FlowWindow(self._window_radius)
         low, restarted, *rest = predicted
         prob = self.probability(rgb, low, *rest)
         ready = self.window.push((tag, rgb, restarted), rgb, prob, cut=restarted)
