@@ -92,15 +92,3 @@ def test_the_window_validates_its_settings():
         FlowWindow(radius=0)
     with pytest.raises(ValueError, match="gate"):
         FlowWindow(gate=(0.2, 0.1))
-
-
-def test_held_probabilities_take_half_the_memory_of_float32_and_come_back_float32():
-    """2r+1 full-resolution probabilities wait in the window (4K: 232 MB in float32); they are held in float16."""
-    h, w = 720, 1280
-    window = FlowWindow(radius=3)
-    frame = np.full((h, w, 3), 128, np.uint8)  # a still, even picture: no flow, every neighbour agrees
-    prob = np.tile(np.linspace(0.0, 1.0, w, dtype=np.float32), (h, 1))  # smooth: sampling it anywhere is exact
-    out = [p for i in range(4) for _, p in window.push(i, frame, prob)]
-    held = sum(f.prob.nbytes for f in window._frames)
-    assert len(window._frames) == 4 and held == 4 * h * w * 2
-    assert out[0].dtype == np.float32 and np.abs(out[0] - prob).max() < 1e-3  # the same frame: no change but rounding

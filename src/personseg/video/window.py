@@ -34,7 +34,7 @@ DEFAULT_RADIUS = 3
 class _Frame:
     number: int
     tag: Any
-    prob: np.ndarray  # full resolution, float16 (half the memory of 2r+1 float32 frames: 116 MB less at 4K)
+    prob: np.ndarray  # as given, full resolution
     work: np.ndarray  # float32 at the working size
     small: np.ndarray  # float32 RGB at the flow's size, for the photometric gate
     gray: np.ndarray  # uint8 at the flow's size, for the flow
@@ -91,9 +91,7 @@ class FlowWindow:
         size = _fit(h, w, self.flow_size)
         small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if size != (w, h) else rgb
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        self._frames.append(
-            _Frame(self._count, tag, prob.astype(np.float16), work, small.astype(np.float32) / 255.0, gray)
-        )
+        self._frames.append(_Frame(self._count, tag, prob, work, small.astype(np.float32) / 255.0, gray))
         self._count += 1
         while self._frames[-1].number - self._next >= self.radius:
             out.append(self._emit())
@@ -136,7 +134,7 @@ class FlowWindow:
         h, w = centre.prob.shape
         if correction.shape != (h, w):
             correction = cv2.resize(correction, (w, h), interpolation=cv2.INTER_LINEAR)
-        correction += centre.prob  # float16 -> float32
+        correction += centre.prob
         return centre.tag, np.clip(correction, 0.0, 1.0, out=correction)
 
     def _grid_for(self, sh: int, sw: int) -> np.ndarray:
