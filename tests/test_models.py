@@ -258,6 +258,36 @@ def test_encoder_depth_4_stops_at_stride_16_and_keeps_its_imagenet_weights(tmp_p
         assert torch.allclose(loaded.eval()(x), out, atol=1e-5)
 
 
+def test_output_stride_32_runs_the_deep_stages_undilated_on_the_same_weights(tmp_path):
+    """``output_stride: 32``: the deepest encoder features are at 1/32 of the input (smp dilates them to 1/16),
+    the network still answers at the input's size, takes a stride-16 model's weights one for one (the shipped
+    default's, for a fast model), and its checkpoint rebuilds it."""
+    cfg = TrainConfig(arch="deeplabv3plus", encoder="efficientnet_lite0", decoder_channels=32, output_stride=32)
+    assert cfg.model_kwargs()["output_stride"] == 32
+    assert TrainConfig.from_dict(cfg.to_dict()).output_stride == 32
+    for bad in (dict(arch="unet"), dict(arch="deeplabv3plus", encoder="efficientnet_lite0", encoder_depth=4)):
+        with pytest.raises(ValueError, match="--output-stride 32"):
+            TrainConfig(output_stride=32, **bad)
+    with pytest.raises(ValueError, match="output_stride"):
+        create_model("deeplabv3plus", encoder="efficientnet_lite0", encoder_depth=4, output_stride=32)
+    torch.manual_seed(0)
+    model = create_model("deeplabv3plus", **cfg.model_kwargs()).eval()
+    dilated = create_model("deeplabv3plus", encoder="efficientnet_lite0", decoder_channels=32).eval()
+    x = torch.randn(1, 3, 64, 96)
+    assert model.net.encoder(x)[-1].shape[-2:] == (2, 3)
+    assert dilated.net.encoder(x)[-1].shape[-2:] == (4, 6)
+    model.load_state_dict(dilated.state_dict(), strict=True)  # the same tensors, used at another stride
+    with torch.no_grad():
+        out, other = model(x), dilated(x)
+    assert out.shape == other.shape == (1, 1, 64, 96)
+    assert not torch.allclose(out, other, atol=1e-3)  # it is a different network on those weights
+    save_checkpoint(model, tmp_path / "os32.pt")
+    loaded, _ = load_checkpoint(tmp_path / "os32.pt")
+    assert loaded.config["output_stride"] == 32
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), out, atol=1e-5)
+
+
 def test_efficientnet_lite_weights_need_a_lite_encoder():
     with pytest.raises(ValueError, match="efficientnet_lite"):
         create_model("fpn", encoder="resnet18", encoder_weights="efficientnet_lite")

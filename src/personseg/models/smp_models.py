@@ -16,6 +16,8 @@ from personseg.models._base import SegmentationModel
 log = logging.getLogger(__name__)
 
 _ARCHS = {"deeplabv3plus": "DeepLabV3Plus", "smp_unet": "Unet", "fpn": "FPN"}
+#: the ASPP's dilation rates on stride-32 features (smp's 12, 24, 36 are for stride 16 and larger maps)
+ATROUS_RATES_32 = (3, 6, 9)
 
 
 class SmpModel(SegmentationModel):
@@ -30,6 +32,7 @@ class SmpModel(SegmentationModel):
         classes: int = 1,
         encoder_depth: int = 5,
         decoder_channels: int | None = None,
+        output_stride: int = 16,
     ) -> None:
         super().__init__(
             arch=arch,
@@ -39,6 +42,7 @@ class SmpModel(SegmentationModel):
             classes=classes,
             encoder_depth=encoder_depth,
             decoder_channels=decoder_channels,
+            output_stride=output_stride,
         )
         try:
             import segmentation_models_pytorch as smp
@@ -57,19 +61,44 @@ class SmpModel(SegmentationModel):
                     f"decoder_channels={decoder_channels!r}: only for deeplabv3plus, at least 8 (smp's default: 256)"
                 )
             extra["decoder_channels"] = decoder_channels
+        if output_stride not in (16, 32) or (output_stride == 32 and (arch != "deeplabv3plus" or encoder_depth != 5)):
+            raise ValueError(
+                f"output_stride={output_stride!r}: 16 (smp's DeepLabV3+), or 32 for deeplabv3plus with encoder_depth 5"
+            )
+        if output_stride == 32:
+            extra["decoder_atrous_rates"] = ATROUS_RATES_32
         self.net = getattr(smp, _ARCHS[arch])(
             encoder_name=f"tu-{encoder}",
-            encoder_weights="imagenet" if encoder_weights == "imagenet" else None,
+            encoder_weights="imagenet" if encoder_weights == "imagenet" and output_stride == 16 else None,
             encoder_depth=encoder_depth,
             in_channels=in_channels,
             classes=classes,
             **extra,
         )
+        if output_stride == 32:
+            self._undilate(encoder, in_channels, encoder_weights == "imagenet")
         self.stride = 2**encoder_depth
         if encoder_weights == "efficientnet_lite":
             from personseg.models.pretrained import load_efficientnet_lite
 
             load_efficientnet_lite(self.timm_encoder, encoder)
+
+    def _undilate(self, encoder: str, in_channels: int, imagenet: bool) -> None:
+        """DeepLabV3+ with its deepest stages at their own stride 32 instead of dilated at 16.
+
+        smp keeps the last stages of a depth-5 encoder at stride 16 (dilated), which runs them on 4x the pixels;
+        at stride 32 they cost a fraction of that, so a small input keeps the deep, semantic stages (what tells
+        a flag from a person) at about the price of an encoder stopped at stride 16 (``encoder_depth`` 4). The
+        ASPP then reads stride-32 features (smaller dilation rates) and its output is upsampled 8x to meet the
+        stride-4 features.
+        """
+        from segmentation_models_pytorch.encoders import get_encoder
+
+        weights = "imagenet" if imagenet else None
+        self.net.encoder = get_encoder(
+            f"tu-{encoder}", in_channels=in_channels, depth=5, weights=weights, output_stride=32
+        )
+        self.net.decoder.up = torch.nn.Upsample(mode="bilinear", scale_factor=8, align_corners=True)
 
     @property
     def timm_encoder(self) -> torch.nn.Module:

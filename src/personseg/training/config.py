@@ -63,6 +63,13 @@ class TrainConfig:
     decoder_channels: int | None = _f(
         None, "width of the deeplabv3plus decoder (smp's default: 256; scripts/slim_decoder.py cuts a trained one)"
     )
+    output_stride: int | None = _f(
+        None,
+        "deeplabv3plus only: 32 runs a depth-5 encoder's deepest stages at their own stride instead of dilated at "
+        "16 (smp's way), keeping them at a fraction of the cost: Lite2 at 224 then costs what it does stopped at "
+        "stride 16 at 256",
+        choices=[16, 32],
+    )
     temporal: bool = _f(
         False,
         "a video model: the previous frame's probability is a 4th input channel (trained on a synthetic prior made "
@@ -214,6 +221,10 @@ class TrainConfig:
                 f"--decoder-channels must be >= 8 and is for --arch deeplabv3plus, got {self.decoder_channels} "
                 f"with --arch {self.arch}"
             )
+        if self.output_stride == 32 and (self.arch != "deeplabv3plus" or (self.encoder_depth or 5) != 5):
+            raise ValueError(
+                "--output-stride 32 is for --arch deeplabv3plus with the whole encoder (--encoder-depth 5)"
+            )
         if self.encoder_depth is not None and (self.encoder is None or not 3 <= self.encoder_depth <= 5):
             raise ValueError(
                 f"--encoder-depth must be 3-5 and needs an --encoder (an smp architecture), got {self.encoder_depth}"
@@ -252,6 +263,7 @@ class TrainConfig:
             "base_channels": self.base_channels,
             "decoder_channels": self.decoder_channels,
             "encoder_depth": self.encoder_depth,
+            "output_stride": self.output_stride,
             "in_channels": 4 if self.temporal else None,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
