@@ -34,7 +34,7 @@ DEFAULT_RADIUS = 3
 class _Frame:
     number: int
     tag: Any
-    prob: np.ndarray  # as given, full resolution
+    prob: np.ndarray  # float32, full resolution
     work: np.ndarray  # float32 at the working size
     small: np.ndarray  # float32 RGB at the flow's size, for the photometric gate
     gray: np.ndarray  # uint8 at the flow's size, for the flow
