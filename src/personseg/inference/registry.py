@@ -42,9 +42,9 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",
-        sha256="47d7a47007a595a6fefb135820d9f8c2353b80fcd54db923f0a2e9c8746909e6",
-        description="EfficientNet-Lite0 at 192x192 (whole frame stretched), int8: for live video and slow CPUs",
-        input_size=(192, 192),
+        sha256="bb890bf2150ab55811520269911ab60dce60e9f78c7f3686e3f2aff086d02652",
+        description="EfficientNet-Lite2 to stride 32 at 224x224 (frame stretched), int8: for live video and slow CPUs",
+        input_size=(224, 224),
     ),
 }
 
