@@ -5,7 +5,12 @@ second look at the people included; personseg-fast at most 2x MediaPipe selfie's
 when it runs in two); photo_bench.py gives the end-to-end figures. A model that fits each photo's shape within its
 input size's pixels (resize "fit") is timed at the square, its largest input, and at a 16:9 photo's shape.
 
+Back-to-back runs (each call timed `--repeats` times in a row) drift with the machine's load: on a shared VM two runs
+an hour apart have differed by up to 1.7x. `--interleave N` times every call in turn, N calls each per round, over
+`--repeats` rounds, so a slow minute slows all of them alike and the ratios to MediaPipe hold:
+
     python benchmarks/network_speed.py --models personseg-default personseg-fast --threads 2 --repeats 200
+    python benchmarks/network_speed.py --models personseg-fast --threads 2 --interleave 10 --repeats 30
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +33,7 @@ from personseg.inference.api import load_model  # noqa: E402
 
 
 def timed(call, repeats: int, warmup: int = 10) -> list[float]:
+    """Milliseconds of `repeats` calls in a row, after `warmup` untimed ones."""
     for _ in range(warmup):
         call()
     times = []
@@ -37,48 +44,97 @@ def timed(call, repeats: int, warmup: int = 10) -> list[float]:
     return times
 
 
+def interleaved(calls: list[Callable[[], object]], rounds: int, per_round: int, warmup: int = 20) -> list[list[float]]:
+    """Milliseconds of each call, timed in turn: every round runs each call `per_round` times before the next call."""
+    for call in calls:
+        for _ in range(warmup):
+            call()
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for call, own in zip(calls, times, strict=True):
+            for _ in range(per_round):
+                start = time.perf_counter()
+                call()
+                own.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def network_calls(name: str, threads: int) -> list[tuple[str, str, Callable[[], object]]]:
+    """(row name, input, call) for each network call a model makes on a photo: one pass, and its second look."""
+    model = load_model(name, providers="cpu", threads=threads)
+    label = Path(name).name
+    h, w = model.meta["input_size"]
+    batch = np.random.default_rng(0).standard_normal((1, 3, h, w)).astype(np.float32)
+    rows = [(label, f"{w}x{h}", lambda: model._forward(batch))]
+    first = model.zoom.first_size if model.zoom is not None else None
+    if first:  # the two stages: every photo costs the look-out at first_size and the crop at the input size
+        small = batch[:, :, :first, :first].copy()
+        rows.append(
+            (
+                f"{label}, two stages",
+                f"{first}x{first} + {w}x{h}",
+                lambda: (model._forward(small), model._forward(batch)),
+            )
+        )
+    elif model.zoom is not None:  # a photo whose people fill little of it costs a second pass on their crop
+        rows.append(
+            (
+                f"{label}, with the second look (2 passes)",
+                f"{w}x{h} twice",
+                lambda: (model._forward(batch), model._forward(batch)),
+            )
+        )
+    if model.meta["resize"] == "fit":  # the square above is its largest input; a 16:9 frame goes in smaller
+        fh, fw = model.network_shape(720, 1280)
+        frame = np.random.default_rng(0).standard_normal((1, 3, fh, fw)).astype(np.float32)
+        rows.append((f"{label}, a 16:9 photo", f"{fw}x{fh}", lambda: model._forward(frame)))
+    return rows
+
+
+def mediapipe_call(path: str, threads: int) -> tuple[str, str, Callable[[], object]]:
+    peer = MediaPipeSelfie(path, threads=threads)
+    x = np.random.default_rng(0).random((1, int(peer.height), int(peer.width), 3), dtype=np.float32)
+    peer.interpreter.set_tensor(peer.input["index"], x)
+    return ("mediapipe-selfie", f"{peer.width}x{peer.height}", peer.interpreter.invoke)
+
+
+def table(rows: list[tuple[str, str]], times: list[list[float]], reference: int | None) -> str:
+    """Markdown rows: median and p90 of each call, and its median over the reference row's (MediaPipe's)."""
+    ratio = reference is not None
+    lines = ["| model | input | median ms | p90 ms |" + (" of MediaPipe's |" if ratio else "")]
+    lines.append("| --- | --- | ---: | ---: |" + (" ---: |" if ratio else ""))
+    base = statistics.median(times[reference]) if ratio else None
+    for (name, size), own in zip(rows, times, strict=True):
+        median = statistics.median(own)
+        line = f"| {name} | {size} | {median:.2f} | {np.percentile(own, 90):.2f} |"
+        lines.append(line + (f" {median / base:.2f}x |" if ratio else ""))
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=["personseg-default", "personseg-fast"])
     parser.add_argument("--mediapipe", default=str(DEFAULT_MEDIAPIPE), help="'' to leave the peer out")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=200, help="runs of each call; rounds with --interleave")
+    parser.add_argument(
+        "--interleave", type=int, default=0, metavar="N", help="time the calls in turn, N of each per round"
+    )
     args = parser.parse_args()
 
-    rows = []
-    for name in args.models:
-        model = load_model(name, providers="cpu", threads=args.threads)
-        h, w = model.meta["input_size"]
-        batch = np.random.default_rng(0).standard_normal((1, 3, h, w)).astype(np.float32)
-        rows.append((Path(name).name, f"{w}x{h}", timed(lambda m=model, b=batch: m._forward(b), args.repeats)))
-        first = model.zoom.first_size if model.zoom is not None else None
-        if first:  # the two stages: every photo costs the look-out at first_size and the crop at the input size
-            small = batch[:, :, :first, :first].copy()
-            both = timed(lambda m=model, a=small, b=batch: (m._forward(a), m._forward(b)), args.repeats)
-            rows.append((f"{Path(name).name}, two stages", f"{first}x{first} + {w}x{h}", both))
-        elif model.zoom is not None:  # a photo whose people fill little of it costs a second pass on their crop
-            second = timed(lambda m=model, b=batch: (m._forward(b), m._forward(b)), args.repeats)
-            rows.append((f"{Path(name).name}, with the second look (2 passes)", f"{w}x{h} twice", second))
-        if model.meta["resize"] == "fit":  # the square above is its largest input; a 16:9 frame goes in smaller
-            fh, fw = model.network_shape(720, 1280)
-            frame = np.random.default_rng(0).standard_normal((1, 3, fh, fw)).astype(np.float32)
-            rows.append(
-                (
-                    f"{Path(name).name}, a 16:9 photo",
-                    f"{fw}x{fh}",
-                    timed(lambda m=model, b=frame: m._forward(b), args.repeats),
-                )
-            )
+    calls = [row for name in args.models for row in network_calls(name, args.threads)]
     if args.mediapipe:
-        peer = MediaPipeSelfie(args.mediapipe, threads=args.threads)
-        x = np.random.default_rng(0).random((1, int(peer.height), int(peer.width), 3), dtype=np.float32)
-        peer.interpreter.set_tensor(peer.input["index"], x)
-        rows.append(("mediapipe-selfie", f"{peer.width}x{peer.height}", timed(peer.interpreter.invoke, args.repeats)))
-
-    print(f"{machine()}, {args.threads} threads, batch 1, median and p90 of {args.repeats} runs\n")
-    print("| model | input | median ms | p90 ms |\n| --- | --- | ---: | ---: |")
-    for name, size, times in rows:
-        print(f"| {name} | {size} | {statistics.median(times):.2f} | {np.percentile(times, 90):.2f} |")
+        calls.append(mediapipe_call(args.mediapipe, args.threads))
+    functions = [call for _, _, call in calls]
+    if args.interleave:
+        times = interleaved(functions, args.repeats, args.interleave)
+        how = f"interleaved: {args.repeats} rounds of {args.interleave} calls each"
+    else:
+        times = [timed(call, args.repeats) for call in functions]
+        how = f"{args.repeats} runs in a row each"
+    print(f"{machine()}, {args.threads} threads, batch 1, median and p90 ({how})\n")
+    reference = len(calls) - 1 if args.mediapipe else None
+    print(table([(name, size) for name, size, _ in calls], times, reference))
     return 0
 
 
