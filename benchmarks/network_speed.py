@@ -1,9 +1,10 @@
 """Bare network time per image: the ONNX session (or MediaPipe's interpreter) on one preprocessed input.
 
 This is the figure the model budgets are set in (personseg-default under 20 ms on 2 threads, both passes of its
-second look at the people included; personseg-fast at most 2x MediaPipe selfie's time, both of its stages included
-when it runs in two); photo_bench.py gives the end-to-end figures. A model that fits each photo's shape within its
-input size's pixels (resize "fit") is timed at the square, its largest input, and at a 16:9 photo's shape.
+second look at the people included, the crop at the model's `crop_size` where it sets one; personseg-fast at most 2x
+MediaPipe selfie's time, both of its stages included when it runs in two); photo_bench.py gives the end-to-end
+figures. A model that fits each photo's shape within its input size's pixels (resize "fit") is timed at the square,
+its largest input, and at a 16:9 photo's shape.
 
 Back-to-back runs (each call timed `--repeats` times in a row) drift with the machine's load: on a shared VM two runs
 an hour apart have differed by up to 1.7x. `--interleave N` times every call in turn, N calls each per round, over
@@ -59,12 +60,17 @@ def interleaved(calls: list[Callable[[], object]], rounds: int, per_round: int, 
     return times
 
 
+def rng_batch(h: int, w: int) -> np.ndarray:
+    """A (1, 3, h, w) float32 batch of noise: the network's time does not depend on the pixels."""
+    return np.random.default_rng(0).standard_normal((1, 3, h, w)).astype(np.float32)
+
+
 def network_calls(name: str, threads: int) -> list[tuple[str, str, Callable[[], object]]]:
     """(row name, input, call) for each network call a model makes on a photo: one pass, and its second look."""
     model = load_model(name, providers="cpu", threads=threads)
     label = Path(name).name
     h, w = model.meta["input_size"]
-    batch = np.random.default_rng(0).standard_normal((1, 3, h, w)).astype(np.float32)
+    batch = rng_batch(h, w)
     rows = [(label, f"{w}x{h}", lambda: model._forward(batch))]
     first = model.zoom.first_size if model.zoom is not None else None
     if first:  # the two stages: every photo costs the look-out at first_size and the crop at the input size
@@ -77,16 +83,18 @@ def network_calls(name: str, threads: int) -> list[tuple[str, str, Callable[[], 
             )
         )
     elif model.zoom is not None:  # a photo whose people fill little of it costs a second pass on their crop
+        crop = model.zoom.crop_size  # the crop's own size (its largest input is the square), else the input size
+        second = rng_batch(crop, crop) if crop else batch
         rows.append(
             (
                 f"{label}, with the second look (2 passes)",
-                f"{w}x{h} twice",
-                lambda: (model._forward(batch), model._forward(batch)),
+                f"{w}x{h} + {crop}x{crop}" if crop else f"{w}x{h} twice",
+                lambda: (model._forward(batch), model._forward(second)),
             )
         )
     if model.meta["resize"] == "fit":  # the square above is its largest input; a 16:9 frame goes in smaller
         fh, fw = model.network_shape(720, 1280)
-        frame = np.random.default_rng(0).standard_normal((1, 3, fh, fw)).astype(np.float32)
+        frame = rng_batch(fh, fw)
         rows.append((f"{label}, a 16:9 photo", f"{fw}x{fh}", lambda: model._forward(frame)))
     return rows
 
