@@ -132,3 +132,10 @@ def test_restarted_says_when_the_past_was_dropped(cls):
     assert not stab.restarted
     stab.update(np.full((8, 8), 0.8, np.float32), 255 - frame)  # a new size
     assert stab.restarted
+
+
+def test_the_motion_gates_channel_max_is_numpys():
+    from personseg.video.stabilize import _channel_max
+
+    x = np.random.default_rng(3).random((17, 23, 3), dtype=np.float32)
+    assert np.array_equal(_channel_max(x), x.max(axis=2))

@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 
 from personseg.cli import options
 from personseg.cli.video import add_frame_options
@@ -113,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     from personseg.cli.video import Terminated, video_options_from_args
     from personseg.inference.options import Background
     from personseg.video import VideoWriter
+    from personseg.video.grab import FrameGrabber
     from personseg.video.pipeline import FrameProcessor
 
     try:
@@ -123,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
         _say(exc)
         return 2
 
-    writer = cam = processor = None
+    writer = cam = processor = grabber = None
     shown = False
     frames = 0
     fps = 0.0
@@ -144,9 +146,12 @@ def _run(args: argparse.Namespace) -> int:
             writer = VideoWriter(args.output, "composite", width, height, Fraction(rate).limit_denominator(1001))
         if args.virtual_camera:
             cam = open_virtual_camera(width, height, rate)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        # The next frame is read while this one is processed; a camera or stream keeps only its newest frame.
+        grabber = FrameGrabber(cap, latest_only=not Path(args.camera).is_file())
         last = time.perf_counter()
-        while ok:
-            out = processor(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))  # the steps of personseg video, frame by frame
+        while rgb is not None:
+            out = processor(rgb)  # the steps of personseg video, frame by frame
             frames += 1
             now = time.perf_counter()
             if frames == 1:
@@ -169,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
                     break
             if args.max_frames and frames >= args.max_frames:
                 break
-            ok, bgr = cap.read()
+            rgb = next(grabber, None)
     except (KeyboardInterrupt, Terminated):
         if writer is not None:
             writer.close(partial=True)
@@ -182,6 +187,8 @@ def _run(args: argparse.Namespace) -> int:
         _say(exc)
         return 1
     finally:
+        if grabber is not None:
+            grabber.close()
         cap.release()
         if processor is not None:
             processor.close()

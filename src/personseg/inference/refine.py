@@ -63,7 +63,8 @@ def guided_filter_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, 
             v = _box(guide[..., i] * guide[..., j], radius) - mean_i[..., i] * mean_i[..., j]
             s[i, j] = v.astype(np.float64) + (eps if i == j else 0.0)
     a = _solve_symmetric3(s, cov_ip.astype(np.float64)).astype(np.float32)
-    b = mean_p - (a * mean_i).sum(-1)
+    a_i = a * mean_i  # summed channel by channel: numpy's .sum(-1) over three is ~10x slower, same values
+    b = mean_p - (a_i[..., 0] + a_i[..., 1] + a_i[..., 2])
     return _box(np.dstack([a, b[..., None]]).astype(np.float32), radius)
 
 

@@ -63,7 +63,7 @@ class Stabilizer:
 
     def motion(self, guide: np.ndarray) -> np.ndarray:
         """Per-pixel motion gate in [0, 1] between the stored guide and ``guide`` (both float, same size)."""
-        diff = np.abs(guide - self._guide).max(axis=2)
+        diff = _channel_max(np.abs(guide - self._guide))
         # A 3x3 blur spreads the gate one pixel so the edge's own neighbourhood follows too.
         diff = cv2.blur(diff, (3, 3))
         return np.clip((diff - self.motion_low) / (self.motion_high - self.motion_low), 0.0, 1.0)
@@ -98,6 +98,12 @@ class Stabilizer:
         self._prob, self._guide = prob, guide
 
 
+def _channel_max(x: np.ndarray) -> np.ndarray:
+    """``x.max(axis=2)`` for an H x W x 3 array, the same values ~90x faster: numpy reduces a last axis of three
+    one pixel at a time (2.8 ms a frame at 224x224 in ``personseg live``; this takes 0.03)."""
+    return np.maximum(np.maximum(x[..., 0], x[..., 1]), x[..., 2])
+
+
 class FlowStabilizer(Stabilizer):
     """Motion-compensated smoother: the past probability is warped along dense optical flow before blending.
 
@@ -128,7 +134,7 @@ class FlowStabilizer(Stabilizer):
         past = cv2.remap(self._prob, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         past_guide = cv2.remap(self._guide, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         outside = (map_x < 0) | (map_x > w - 1) | (map_y < 0) | (map_y > h - 1)  # came into view this frame
-        diff = cv2.blur(np.abs(guide - past_guide).max(axis=2), (3, 3))
+        diff = cv2.blur(_channel_max(np.abs(guide - past_guide)), (3, 3))
         unexplained = np.clip((diff - self.motion_low) / (self.motion_high - self.motion_low), 0.0, 1.0)
         unexplained[outside] = 1.0
         return past, unexplained
