@@ -10,6 +10,9 @@ pass on the crop around the people found; the shipped checkpoint is that copy, s
 
 ``--two-stages SIZE`` is the fast tier's variant: the whole photo at SIZE x SIZE only to find the people, then the
 crop around them at the input size (the export then takes any input size; personseg.inference.zoom).
+``--orient`` turns a non-square input to each photo: the fast model at ``--input-size 256 224 --resize stretch
+--orient`` takes a portrait photo at 256x224 and a landscape one at 224x256, for a seventh more pixels than a 224
+square where a 256 square would take a third more (the export then takes both shapes).
 """
 
 from __future__ import annotations
@@ -71,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         help="with --zoom: the crop goes through the network at a shape of its own within S x S pixels (resize "
         "fit) instead of the input size",
     )
+    turn = parser.add_mutually_exclusive_group()
+    turn.add_argument(
+        "--orient",
+        action="store_true",
+        help="a non-square --input-size is turned to each photo's orientation (256 224: a landscape photo goes in at "
+        "224x256), for resize letterbox or stretch",
+    )
+    turn.add_argument("--no-orient", action="store_true", help="remove --orient")
     parser.add_argument("--output", required=True, help="the .pt to write")
     parser.add_argument("--note", default="", help="a line of provenance stored in the checkpoint's metadata")
     args = parser.parse_args(argv)
@@ -89,12 +100,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.zoom is None:
             parser.error("--crop-size goes with --zoom")
         zoom_value = {**(zoom_value if isinstance(zoom_value, dict) else {}), "crop_size": args.crop_size}
-    if args.input_size is None and zoom_value is None and args.resize is None and args.guided_radius is None:
+    orient = True if args.orient else False if args.no_orient else None
+    if (args.input_size, zoom_value, args.resize, args.guided_radius, orient) == (None,) * 5:
         parser.error(
-            "nothing to change: give --input-size, --resize, --zoom, --no-zoom, --two-stages or --guided-radius"
+            "nothing to change: give --input-size, --resize, --zoom, --no-zoom, --two-stages, --guided-radius or "
+            "--orient"
         )
     try:
-        ckpt = with_inference(args.checkpoint, args.input_size, zoom_value, args.note, args.resize, args.guided_radius)
+        ckpt = with_inference(
+            args.checkpoint, args.input_size, zoom_value, args.note, args.resize, args.guided_radius, orient
+        )
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -103,10 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     size = "x".join(map(str, meta["input_size"]))
     radius = meta.get("guided_radius", "default")
     logging.info(
-        "wrote %s: input %s (%s), zoom %s, guided radius %s",
+        "wrote %s: input %s (%s%s), zoom %s, guided radius %s",
         args.output,
         size,
         meta["resize"],
+        ", oriented" if meta.get("orient") else "",
         meta.get("zoom", "off"),
         radius,
     )

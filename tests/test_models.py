@@ -569,3 +569,49 @@ def test_a_checkpoint_can_set_the_guided_filters_radius_and_its_export_carries_i
     done = set_inference(str(tmp_path / "a.pt"), "--guided-radius", "-3", "--output", str(tmp_path / "bad.pt"))
     assert done.returncode == 2 and "guided_radius must be a whole number" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
+
+
+def test_orient_turns_a_non_square_input_to_each_photo_and_exports_a_graph_that_takes_both(tmp_path):
+    import numpy as np
+
+    from personseg.export import export_onnx
+    from personseg.inference.api import load_model
+
+    save_checkpoint(small_model("unet", seed=0), tmp_path / "a.pt", meta={"input_size": [64, 64]})
+    args = ("--input-size", "96", "64", "--resize", "stretch", "--orient", "--output", str(tmp_path / "o.pt"))
+    done = set_inference(str(tmp_path / "a.pt"), *args)
+    assert done.returncode == 0, done.stderr
+    torch_model = load_model(tmp_path / "o.pt", device="cpu")
+    assert torch_model.meta["orient"] is True and torch_model.input_size == (96, 64)
+    # A tall photo at 96 x 64 (as set), a wide one turned to 64 x 96, a square one as set.
+    assert torch_model.network_shape(150, 70) == (96, 64) and torch_model.network_shape(40, 200) == (64, 96)
+    assert torch_model.network_shape(50, 50) == (96, 64)
+    onnx_model = load_model(export_onnx(tmp_path / "o.pt", tmp_path / "o.onnx"), providers="cpu")
+    assert onnx_model.session.get_inputs()[0].shape[2:] == ["height", "width"]
+    rng = np.random.default_rng(0)
+    wide, tall = (rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((40, 200, 3), (150, 70, 3)))
+    assert onnx_model.preprocess(wide)[0].shape == (3, 64, 96) and onnx_model.preprocess(tall)[0].shape == (3, 96, 64)
+    # Stretched: the whole input is the photo, at either orientation.
+    assert onnx_model._box(40, 200) == (0, 0, 64, 96) and onnx_model._box(150, 70) == (0, 0, 96, 64)
+    batch = onnx_model.predict_batch([wide, tall])
+    for got, photo in zip(batch, [wide, tall], strict=True):
+        assert got.shape == photo.shape[:2]
+        np.testing.assert_allclose(got, torch_model.predict(photo), atol=1e-3)
+    # Without orient the wide photo is squeezed into the tall input; --no-orient takes it away again.
+    assert set_inference(str(tmp_path / "o.pt"), "--no-orient", "--output", str(tmp_path / "n.pt")).returncode == 0
+    assert load_model(tmp_path / "n.pt", device="cpu").network_shape(40, 200) == (96, 64)
+    # A graph fixed at 96 x 64 with orient in its metadata could not take the turned input: refused on load.
+    export_onnx(tmp_path / "n.pt", tmp_path / "fixed.onnx")
+    import onnx
+
+    proto = onnx.load(tmp_path / "fixed.onnx")
+    for entry in proto.metadata_props:
+        if entry.key == "personseg":
+            entry.value = json.dumps({**json.loads(entry.value), "orient": True})
+    onnx.save(proto, tmp_path / "fixed.onnx")
+    with pytest.raises(ValueError, match=r"fixed.onnx: metadata orient needs a network input of any height"):
+        load_model(tmp_path / "fixed.onnx", providers="cpu")
+    # Orient means nothing to resize fit (every photo gets its own shape): a one-line error, nothing written.
+    done = set_inference(str(tmp_path / "o.pt"), "--resize", "fit", "--output", str(tmp_path / "bad.pt"))
+    assert done.returncode == 2 and "o.pt: metadata orient must be true or false, and only with" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()

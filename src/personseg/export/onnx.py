@@ -66,8 +66,8 @@ def export_onnx(
         meta["input_size"] = [int(input_size[0]), int(input_size[1])]
     h, w = meta["input_size"]
     # A model that runs at other sizes than its input size (resize "fit", the fast tier's two stages, a second
-    # look's crops at their own shapes: any_size_reason) needs a graph that takes any height and width; every
-    # other export keeps them fixed (ONNX Runtime plans for them).
+    # look's crops at their own shapes, a non-square input turned to the photo: any_size_reason) needs a graph
+    # that takes any height and width; every other export keeps them fixed (ONNX Runtime plans for them).
     first = (meta.get("zoom") or {}).get("first_size")
     fit = meta.get("resize") == "fit" or bool((meta.get("zoom") or {}).get("crop_size"))  # inputs from fit_shape
     stride = int(getattr(model, "stride", 1))
@@ -102,6 +102,8 @@ def export_onnx(
                 _verify(tmp, wrapped, torch.randn(1, dummy.shape[1], first, first))
             if fit:  # a landscape photo's shape
                 _verify(tmp, wrapped, torch.randn(1, dummy.shape[1], 7 * FIT_STRIDE, 13 * FIT_STRIDE))
+            if meta.get("orient") and h != w:  # the input turned, as a photo lying the other way gets it
+                _verify(tmp, wrapped, torch.randn(1, dummy.shape[1], w, h))
         os.chmod(tmp, 0o644)
         os.replace(tmp, output_path)
     except BaseException:

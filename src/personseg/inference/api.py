@@ -88,6 +88,8 @@ def any_size_reason(meta: dict[str, Any]) -> str | None:
     zoom = meta.get("zoom") or {}
     if meta.get("resize") == "fit":
         return "resize fit"
+    if meta.get("orient") and meta["input_size"][0] != meta["input_size"][1]:
+        return "orient"
     if zoom.get("first_size"):
         return f"zoom first_size {zoom['first_size']}"
     if zoom.get("crop_size"):
@@ -128,6 +130,9 @@ def validate_meta(meta: Any, source: str) -> dict[str, Any]:
     threshold = meta["threshold"]
     if not _numbers([threshold], 1) or not 0 < threshold < 1:
         raise ValueError(f"{source}: metadata threshold must be a number in (0, 1), got {threshold!r}")
+    orient = meta.get("orient", False)
+    if not isinstance(orient, bool) or (orient and meta["resize"] == "fit"):
+        raise ValueError(f"{source}: metadata orient must be true or false, and only with resize letterbox or stretch")
     radius = meta.get("guided_radius")
     if radius is not None and (isinstance(radius, bool) or not isinstance(radius, int) or not 1 <= radius <= 64):
         raise ValueError(f"{source}: metadata guided_radius must be a whole number of pixels in 1..64, got {radius!r}")
@@ -168,15 +173,23 @@ class Segmenter:
         raise NotImplementedError
 
     def network_shape(self, h: int, w: int) -> tuple[int, int]:
-        """The network input (height, width) an h x w image goes in at: the input size, or under resize "fit" a
-        shape of its own within the input size's pixels (:func:`fit_shape`)."""
+        """The network input (height, width) an h x w image goes in at: the input size (turned to the image's
+        orientation under metadata ``orient``: a 256x224 input takes a landscape photo at 224x256), or under
+        resize "fit" a shape of its own within the input size's pixels (:func:`fit_shape`)."""
         if self.meta["resize"] == "fit":
             return fit_shape(h, w, self.input_size[0] * self.input_size[1])[:2]
-        return self.input_size
+        return self._oriented(h, w)
+
+    def _oriented(self, h: int, w: int) -> tuple[int, int]:
+        """The input size, turned when metadata ``orient`` asks and the h x w image lies the other way."""
+        ih, iw = self.input_size
+        if self.meta.get("orient") and ih != iw and h != w and (h > w) != (ih > iw):
+            return iw, ih
+        return ih, iw
 
     def _box(self, h: int, w: int) -> tuple[int, int, int, int]:
         """(top, left, height, width) of an h x w image inside the network's input (:meth:`network_shape`)."""
-        ih, iw = self.input_size
+        ih, iw = self._oriented(h, w)
         if self.meta["resize"] == "stretch":
             return (0, 0, ih, iw)
         if self.meta["resize"] == "fit":

@@ -201,6 +201,7 @@ def with_inference(
     note: str = "",
     resize: str | None = None,
     guided_radius: int | None = None,
+    orient: bool | None = None,
 ) -> dict[str, Any]:
     """The checkpoint at ``path`` set to run differently at inference, weights unchanged.
 
@@ -215,6 +216,8 @@ def with_inference(
     (every input pixel used, the photo distorted to the input's shape; the fast model runs so since session 11).
     ``guided_radius``: the guided filter's radius in network-resolution pixels when the probability is brought to
     full size (``refine.guided_upsample``; without it, 1/64 of the network's shorter side), 0 to remove the setting.
+    ``orient``: a non-square input turned to each photo's orientation (a 256x224 input takes a landscape photo at
+    224x256; letterbox and stretch), False to remove it, None to leave it as it is.
     The optimizer's state is dropped: the copy is for inference, export and ``--init-from``, not for ``--resume``.
     """
     from personseg.inference.api import validate_meta
@@ -238,6 +241,10 @@ def with_inference(
         meta["zoom"] = {  # min_gain and margin always; the two stages' settings when they differ from the defaults
             k: v for k, v in dataclasses.asdict(settings).items() if k in ("min_gain", "margin") or v != defaults[k]
         }
+    if orient is False:
+        meta.pop("orient", None)
+    elif orient:
+        meta["orient"] = True
     if guided_radius == 0:
         meta.pop("guided_radius", None)
     elif guided_radius is not None:
