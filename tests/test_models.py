@@ -408,6 +408,17 @@ def set_inference(*args: str):
     return run_script("set_inference.py", *args)
 
 
+def _edit_onnx_meta(path, changes: dict) -> None:
+    """Rewrite the personseg metadata inside an exported ONNX file with ``changes``."""
+    import onnx
+
+    proto = onnx.load(path)
+    for entry in proto.metadata_props:
+        if entry.key == "personseg":
+            entry.value = json.dumps({**json.loads(entry.value), **changes})
+    onnx.save(proto, path)
+
+
 def test_a_checkpoint_set_to_another_input_size_keeps_its_weights_and_says_how_it_was_trained(tmp_path):
     model = small_model("unet", seed=0)
     save_checkpoint(model, tmp_path / "a.pt", meta={"input_size": [64, 64], "epoch": 3}, train_state={"epoch": 3})
@@ -485,13 +496,7 @@ def test_two_stages_export_a_graph_of_any_size_and_a_fixed_one_is_refused(tmp_pa
     np.testing.assert_allclose(onnx_model.predict(photo), torch_model.predict(photo), atol=1e-3)
     # The same metadata on a graph fixed at 64x64 cannot run the look-out at 32: refused on load, one line.
     export_onnx(tmp_path / "a.pt", tmp_path / "fixed.onnx")
-    import onnx
-
-    proto = onnx.load(tmp_path / "fixed.onnx")
-    for entry in proto.metadata_props:
-        if entry.key == "personseg":
-            entry.value = json.dumps({**json.loads(entry.value), "zoom": zoom})
-    onnx.save(proto, tmp_path / "fixed.onnx")
+    _edit_onnx_meta(tmp_path / "fixed.onnx", {"zoom": zoom})
     with pytest.raises(ValueError, match=r"fixed.onnx: metadata zoom first_size 32 needs a network input of any"):
         load_model(tmp_path / "fixed.onnx", providers="cpu")
     # A look-out size the network's stride does not divide is an export error.
@@ -525,13 +530,7 @@ def test_fit_exports_a_graph_of_any_size_and_each_photo_goes_in_at_its_own_shape
         np.testing.assert_allclose(got, onnx_model.predict(photo), atol=1e-6)
     # A graph fixed at 64 x 64 with this metadata could not take those shapes: refused on load, one line.
     export_onnx(tmp_path / "a.pt", tmp_path / "fixed.onnx")
-    import onnx
-
-    proto = onnx.load(tmp_path / "fixed.onnx")
-    for entry in proto.metadata_props:
-        if entry.key == "personseg":
-            entry.value = json.dumps({**json.loads(entry.value), "resize": "fit"})
-    onnx.save(proto, tmp_path / "fixed.onnx")
+    _edit_onnx_meta(tmp_path / "fixed.onnx", {"resize": "fit"})
     with pytest.raises(ValueError, match=r"fixed.onnx: metadata resize fit needs a network input of any height"):
         load_model(tmp_path / "fixed.onnx", providers="cpu")
 
@@ -602,13 +601,7 @@ def test_orient_turns_a_non_square_input_to_each_photo_and_exports_a_graph_that_
     assert load_model(tmp_path / "n.pt", device="cpu").network_shape(40, 200) == (96, 64)
     # A graph fixed at 96 x 64 with orient in its metadata could not take the turned input: refused on load.
     export_onnx(tmp_path / "n.pt", tmp_path / "fixed.onnx")
-    import onnx
-
-    proto = onnx.load(tmp_path / "fixed.onnx")
-    for entry in proto.metadata_props:
-        if entry.key == "personseg":
-            entry.value = json.dumps({**json.loads(entry.value), "orient": True})
-    onnx.save(proto, tmp_path / "fixed.onnx")
+    _edit_onnx_meta(tmp_path / "fixed.onnx", {"orient": True})
     with pytest.raises(ValueError, match=r"fixed.onnx: metadata orient needs a network input of any height"):
         load_model(tmp_path / "fixed.onnx", providers="cpu")
     # Orient means nothing to resize fit (every photo gets its own shape): a one-line error, nothing written.
