@@ -101,6 +101,23 @@ def test_tracker_finds_its_subject_again_after_she_was_hidden():
     assert back[100, 150] == 1.0 and back[15, 20] == 0.0
 
 
+def test_tracker_does_not_jump_across_the_frame_when_its_subject_fades():
+    """dance-jump with the fast model at 256x192: among the fountain's statues the dancer's probability fades to a
+    fragment, and a bigger, higher-scoring audience group across the frame must not take over; when she is whole
+    again she is still the subject."""
+    tracker = SubjectTracker()
+
+    def frame(dancer: tuple[int, int, int, int]) -> np.ndarray:
+        a = blob(np.zeros((200, 300), np.float32), 0, 60, 0, 90)  # an audience group in the top-left corner
+        return blob(a, *dancer)
+
+    assert tracker(frame((40, 190, 150, 210)))[100, 180] == 1.0
+    faded = tracker(frame((100, 120, 170, 190)))  # a fragment of her, under a third of her size
+    assert faded[110, 180] == 1.0 and faded[30, 40] == 0.0
+    whole = tracker(frame((40, 190, 155, 215)))
+    assert whole[100, 185] == 1.0 and whole[30, 40] == 0.0
+
+
 def test_tracker_does_not_wait_for_a_speck():
     """swing: as the woman swings away fast, the overlap can slip onto a speck; when she is found again elsewhere
     there is nothing to wait for (the wait is for a subject hidden for a moment, not for a speck)."""

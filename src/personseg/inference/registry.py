@@ -42,9 +42,10 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",
-        sha256="bb890bf2150ab55811520269911ab60dce60e9f78c7f3686e3f2aff086d02652",
-        description="EfficientNet-Lite2 to stride 32 at 224x224 (frame stretched), int8: for live video and slow CPUs",
-        input_size=(224, 224),
+        sha256="b40d5498c4b38af9de20abb43829c164f126af12861b666aa5e3adf414e78133",
+        description="EfficientNet-Lite2 to stride 32 at 256x192 turned to the frame (stretched), int8: for live "
+        "video and slow CPUs",
+        input_size=(256, 192),
     ),
 }
 

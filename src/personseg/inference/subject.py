@@ -112,8 +112,10 @@ class SubjectTracker:
     The tracker remembers the subject's size (a running mean while it is followed): when what it follows is under a
     third of that size (the subject was hidden and the choice went to someone small, or the overlap slipped onto a
     speck as she moved away fast) and a bigger region scores higher, the choice moves there, so a subject who comes
-    back from behind an obstacle is found again. A bigger person walking past does not take over: the subject keeps
-    its size.
+    back from behind an obstacle is found again. Only a region whose centre lies near where the subject was last
+    seen at its size (within its box grown by half its height and width on each side) may take over that way, so
+    when the subject fades for a moment (dance-jump's dancer among the fountain's statues) the choice does not jump
+    to an audience across the frame. A bigger person walking past does not take over: the subject keeps its size.
     """
 
     def __init__(self, threshold: float = 0.5, patience: int = 5) -> None:
@@ -123,9 +125,10 @@ class SubjectTracker:
         self.missed = 0
         self.size = 0.0  # the subject's area in working-size pixels (running mean); 0: none yet
         self.followed = 0.0  # the area of the last choice (the pixels of ``previous``)
+        self.where: tuple[float, float, float, float] | None = None  # the subject's last box at its size, grown
 
     def reset(self) -> None:
-        self.previous, self.missed, self.size, self.followed = None, 0, 0.0, 0.0
+        self.previous, self.missed, self.size, self.followed, self.where = None, 0, 0.0, 0.0, None
 
     def __call__(self, alpha: np.ndarray, rgb: np.ndarray | None = None) -> np.ndarray:
         regions = find_regions(alpha, rgb, self.threshold)
@@ -151,7 +154,9 @@ class SubjectTracker:
         area = regions.areas
         if self.size > 0 and area[choice] < self.size / 3:
             # Following someone far smaller than the subject was: take a bigger region that scores higher.
-            bigger = np.flatnonzero((area > area[choice]) & (regions.scores > regions.scores[choice]))
+            bigger = np.flatnonzero(
+                (area > area[choice]) & (regions.scores > regions.scores[choice]) & self._near(regions)
+            )
             if bigger.size:
                 choice = int(bigger[np.argmax(regions.scores[bigger])])
         if self.size == 0:
@@ -160,4 +165,21 @@ class SubjectTracker:
             self.size = 0.9 * self.size + 0.1 * area[choice]
         self.missed = 0
         self.previous, self.followed = regions.labels == choice, area[choice]
+        if area[choice] >= self.size / 3:
+            ys, xs = np.nonzero(self.previous)
+            gy, gx = (ys.max() - ys.min() + 1) / 2, (xs.max() - xs.min() + 1) / 2
+            self.where = (ys.min() - gy, ys.max() + gy, xs.min() - gx, xs.max() + gx)
         return keep_regions(alpha, regions, [choice]) if regions.count > 1 else alpha
+
+    def _near(self, regions: Regions) -> np.ndarray:
+        """Per region (index 0 unused): whether its centre lies in the subject's last grown box (all, if none)."""
+        near = np.ones(regions.count + 1, bool)
+        if self.where is None:
+            return near
+        ys, xs = np.indices(regions.labels.shape)
+        flat = regions.labels.ravel()
+        count = np.maximum(np.bincount(flat, minlength=regions.count + 1), 1)
+        cy = np.bincount(flat, ys.ravel(), minlength=regions.count + 1) / count
+        cx = np.bincount(flat, xs.ravel(), minlength=regions.count + 1) / count
+        y0, y1, x0, x1 = self.where
+        return (cy >= y0) & (cy <= y1) & (cx >= x0) & (cx <= x1)
