@@ -39,6 +39,7 @@ class Regions:
     count: int  # number of regions (labels 1..count)
     scores: np.ndarray  # float64 (count + 1,), index 0 unused
     areas: np.ndarray  # float64 (count + 1,): pixels of each region at the working size, index 0 the background
+    centres: np.ndarray  # float64 (count + 1, 2): each region's centre of mass (y, x) at the working size
 
 
 def _work_size(h: int, w: int) -> tuple[int, int]:
@@ -59,7 +60,7 @@ def find_regions(alpha: np.ndarray, rgb: np.ndarray | None = None, threshold: fl
     count -= 1
     scores = np.zeros(count + 1)
     if count == 0:
-        return Regions(labels, 0, scores, np.array([float(labels.size)]))
+        return Regions(labels, 0, scores, np.array([float(labels.size)]), np.zeros((1, 2)))
     flat = labels.ravel()
     area = np.bincount(flat, minlength=count + 1).astype(np.float64)
     yy, xx = np.mgrid[:wh, :ww]
@@ -78,7 +79,7 @@ def find_regions(alpha: np.ndarray, rgb: np.ndarray | None = None, threshold: fl
             sharpness = 0.5 + 0.5 * g / g_max
     scores = area / area[1:].sum() * centrality * sharpness
     scores[0] = 0.0
-    return Regions(labels, count, scores, area)
+    return Regions(labels, count, scores, area, np.stack([cy, cx], axis=1))
 
 
 def keep_regions(alpha: np.ndarray, regions: Regions, keep: list[int]) -> np.ndarray:
@@ -173,13 +174,8 @@ class SubjectTracker:
 
     def _near(self, regions: Regions) -> np.ndarray:
         """Per region (index 0 unused): whether its centre lies in the subject's last grown box (all, if none)."""
-        near = np.ones(regions.count + 1, bool)
         if self.where is None:
-            return near
-        ys, xs = np.indices(regions.labels.shape)
-        flat = regions.labels.ravel()
-        count = np.maximum(np.bincount(flat, minlength=regions.count + 1), 1)
-        cy = np.bincount(flat, ys.ravel(), minlength=regions.count + 1) / count
-        cx = np.bincount(flat, xs.ravel(), minlength=regions.count + 1) / count
+            return np.ones(regions.count + 1, bool)
+        cy, cx = regions.centres[:, 0], regions.centres[:, 1]
         y0, y1, x0, x1 = self.where
         return (cy >= y0) & (cy <= y1) & (cx >= x0) & (cx <= x1)
