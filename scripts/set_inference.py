@@ -13,6 +13,7 @@ crop around them at the input size (the export then takes any input size; person
 ``--orient`` turns a non-square input to each photo: the fast model at ``--input-size 256 224 --resize stretch
 --orient`` takes a portrait photo at 256x224 and a landscape one at 224x256, for a seventh more pixels than a 224
 square where a 256 square would take a third more (the export then takes both shapes).
+``--square 224 1.25`` gives a near-square photo (long side under 1.25x the short) a 224x224 square instead.
 """
 
 from __future__ import annotations
@@ -82,6 +83,17 @@ def main(argv: list[str] | None = None) -> int:
         "224x256), for resize letterbox or stretch",
     )
     turn.add_argument("--no-orient", action="store_true", help="remove --orient")
+    near = parser.add_mutually_exclusive_group()
+    near.add_argument(
+        "--square",
+        nargs=2,
+        type=float,
+        default=None,
+        metavar=("SIDE", "BELOW"),
+        help="a photo whose long side is less than BELOW times its short side goes in at a SIDE x SIDE square "
+        "instead of the input size (224 1.25: a near-square portrait is not squeezed into 256x192)",
+    )
+    near.add_argument("--no-square", action="store_true", help="remove --square")
     parser.add_argument("--output", required=True, help="the .pt to write")
     parser.add_argument("--note", default="", help="a line of provenance stored in the checkpoint's metadata")
     args = parser.parse_args(argv)
@@ -101,14 +113,19 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--crop-size goes with --zoom")
         zoom_value = {**(zoom_value if isinstance(zoom_value, dict) else {}), "crop_size": args.crop_size}
     orient = True if args.orient else False if args.no_orient else None
-    if (args.input_size, zoom_value, args.resize, args.guided_radius, orient) == (None,) * 5:
+    square = False if args.no_square else None
+    if args.square is not None:
+        if args.square[0] != int(args.square[0]):
+            parser.error(f"--square: SIDE must be a whole number of pixels, got {args.square[0]}")
+        square = (int(args.square[0]), args.square[1])
+    if (args.input_size, zoom_value, args.resize, args.guided_radius, orient, square) == (None,) * 6:
         parser.error(
-            "nothing to change: give --input-size, --resize, --zoom, --no-zoom, --two-stages, --guided-radius or "
-            "--orient"
+            "nothing to change: give --input-size, --resize, --zoom, --no-zoom, --two-stages, --guided-radius, "
+            "--orient or --square"
         )
     try:
         ckpt = with_inference(
-            args.checkpoint, args.input_size, zoom_value, args.note, args.resize, args.guided_radius, orient
+            args.checkpoint, args.input_size, zoom_value, args.note, args.resize, args.guided_radius, orient, square
         )
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -118,11 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     size = "x".join(map(str, meta["input_size"]))
     radius = meta.get("guided_radius", "default")
     logging.info(
-        "wrote %s: input %s (%s%s), zoom %s, guided radius %s",
+        "wrote %s: input %s (%s%s%s), zoom %s, guided radius %s",
         args.output,
         size,
         meta["resize"],
         ", oriented" if meta.get("orient") else "",
+        ", near-square photos at {side}x{side} (aspect below {below})".format(**meta["square"])
+        if meta.get("square")
+        else "",
         meta.get("zoom", "off"),
         radius,
     )

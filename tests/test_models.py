@@ -608,3 +608,42 @@ def test_orient_turns_a_non_square_input_to_each_photo_and_exports_a_graph_that_
     done = set_inference(str(tmp_path / "o.pt"), "--resize", "fit", "--output", str(tmp_path / "bad.pt"))
     assert done.returncode == 2 and "o.pt: metadata orient must be true or false, and only with" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
+
+
+def test_square_gives_a_near_square_photo_a_square_input_instead_of_the_oriented_one(tmp_path):
+    import numpy as np
+
+    from personseg.export import export_onnx
+    from personseg.inference.api import load_model
+
+    save_checkpoint(small_model("unet", seed=0), tmp_path / "a.pt", meta={"input_size": [64, 64]})
+    args = ("--input-size", "96", "64", "--resize", "stretch", "--orient", "--square", "64", "1.25")
+    done = set_inference(str(tmp_path / "a.pt"), *args, "--output", str(tmp_path / "s.pt"))
+    assert done.returncode == 0, done.stderr
+    torch_model = load_model(tmp_path / "s.pt", device="cpu")
+    assert torch_model.meta["square"] == {"side": 64, "below": 1.25}
+    # Long side under 1.25x the short: the square; at or over it: the input size turned to the photo.
+    assert torch_model.network_shape(110, 90) == (64, 64) and torch_model.network_shape(90, 110) == (64, 64)
+    assert torch_model.network_shape(125, 100) == (96, 64) and torch_model.network_shape(100, 125) == (64, 96)
+    rng = np.random.default_rng(0)
+    near, tall, wide = (rng.integers(0, 256, s, dtype=np.uint8) for s in ((110, 90, 3), (150, 70, 3), (70, 150, 3)))
+    onnx_model = load_model(export_onnx(tmp_path / "s.pt", tmp_path / "s.onnx"), providers="cpu")
+    assert onnx_model.meta["square"] == {"side": 64, "below": 1.25}
+    assert [onnx_model.preprocess(p)[0].shape[1:] for p in (near, tall, wide)] == [(64, 64), (96, 64), (64, 96)]
+    # The shrunk picture the video path and the guided filter reuse maps to the same input as the photo.
+    for photo in (near, tall, wide):
+        small = onnx_model.shrink(photo)
+        assert (
+            onnx_model.network_shape(*small.shape[:2]) == small.shape[:2] == onnx_model.network_shape(*photo.shape[:2])
+        )
+    for got, photo in zip(onnx_model.predict_batch([near, tall, wide]), [near, tall, wide], strict=True):
+        assert got.shape == photo.shape[:2]
+        np.testing.assert_allclose(got, torch_model.predict(photo), atol=1e-3)
+    assert set_inference(str(tmp_path / "s.pt"), "--no-square", "--output", str(tmp_path / "n.pt")).returncode == 0
+    assert load_model(tmp_path / "n.pt", device="cpu").network_shape(110, 90) == (96, 64)
+    # Refused, one line, nothing written: BELOW above the input's own aspect (a photo stretched to 96x64 would
+    # then be taken for a near-square one), and a square without resize stretch.
+    for bad in (("--square", "64", "1.6"), ("--resize", "letterbox"), ("--square", "60", "1.2")):
+        done = set_inference(str(tmp_path / "s.pt"), *bad, "--output", str(tmp_path / "bad.pt"))
+        assert done.returncode == 2 and "s.pt: metadata square must be {side: a multiple of 32" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()

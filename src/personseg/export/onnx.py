@@ -104,6 +104,9 @@ def export_onnx(
                 _verify(tmp, wrapped, torch.randn(1, dummy.shape[1], 7 * FIT_STRIDE, 13 * FIT_STRIDE))
             if meta.get("orient") and h != w:  # the input turned, as a photo lying the other way gets it
                 _verify(tmp, wrapped, torch.randn(1, dummy.shape[1], w, h))
+            if meta.get("square"):  # a near-square photo's own square
+                side = meta["square"]["side"]
+                _verify(tmp, wrapped, torch.randn(1, dummy.shape[1], side, side))
         os.chmod(tmp, 0o644)
         os.replace(tmp, output_path)
     except BaseException:

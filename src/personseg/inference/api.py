@@ -90,6 +90,8 @@ def any_size_reason(meta: dict[str, Any]) -> str | None:
         return "resize fit"
     if meta.get("orient") and meta["input_size"][0] != meta["input_size"][1]:
         return "orient"
+    if meta.get("square"):
+        return "square"
     if zoom.get("first_size"):
         return f"zoom first_size {zoom['first_size']}"
     if zoom.get("crop_size"):
@@ -133,6 +135,23 @@ def validate_meta(meta: Any, source: str) -> dict[str, Any]:
     orient = meta.get("orient", False)
     if not isinstance(orient, bool) or (orient and meta["resize"] == "fit"):
         raise ValueError(f"{source}: metadata orient must be true or false, and only with resize letterbox or stretch")
+    square = meta.get("square")
+    if square is not None and not (
+        isinstance(square, dict)
+        and set(square) == {"side", "below"}
+        and isinstance(square["side"], int)
+        and not isinstance(square["side"], bool)
+        and 32 <= square["side"] <= MAX_INPUT_SIDE
+        and square["side"] % FIT_STRIDE == 0
+        and _numbers([square["below"]], 1)
+        and 1 < square["below"] <= max(size) / min(size)
+        and meta["resize"] == "stretch"
+    ):
+        # below at most the input's own aspect: a photo already stretched to the input size keeps its shape.
+        raise ValueError(
+            f"{source}: metadata square must be {{side: a multiple of {FIT_STRIDE} pixels, below: an aspect in "
+            f"(1, {max(size) / min(size):.3g}], the input size's}} with resize stretch, got {square!r}"
+        )
     radius = meta.get("guided_radius")
     if radius is not None and (isinstance(radius, bool) or not isinstance(radius, int) or not 1 <= radius <= 64):
         raise ValueError(f"{source}: metadata guided_radius must be a whole number of pixels in 1..64, got {radius!r}")
@@ -174,14 +193,21 @@ class Segmenter:
 
     def network_shape(self, h: int, w: int) -> tuple[int, int]:
         """The network input (height, width) an h x w image goes in at: the input size (turned to the image's
-        orientation under metadata ``orient``: a 256x224 input takes a landscape photo at 224x256), or under
-        resize "fit" a shape of its own within the input size's pixels (:func:`fit_shape`)."""
+        orientation under metadata ``orient``: a 256x224 input takes a landscape photo at 224x256; a square of
+        its own under metadata ``square`` for a picture near square), or under resize "fit" a shape of its own
+        within the input size's pixels (:func:`fit_shape`)."""
         if self.meta["resize"] == "fit":
             return fit_shape(h, w, self.input_size[0] * self.input_size[1])[:2]
         return self._oriented(h, w)
 
     def _oriented(self, h: int, w: int) -> tuple[int, int]:
-        """The input size, turned when metadata ``orient`` asks and the h x w image lies the other way."""
+        """The input size, turned when metadata ``orient`` asks and the h x w image lies the other way; or, under
+        metadata ``square`` ({"side": 224, "below": 1.25}), a side x side square for an image whose long side is
+        less than ``below`` times its short side (the fast model's 256x192 squeezes a near-square portrait's
+        width to 192 pixels, and loses the top of Grace Hopper's cap there)."""
+        square = self.meta.get("square")
+        if square and max(h, w) < square["below"] * min(h, w):
+            return square["side"], square["side"]
         ih, iw = self.input_size
         if self.meta.get("orient") and ih != iw and h != w and (h > w) != (ih > iw):
             return iw, ih
@@ -302,6 +328,7 @@ class Segmenter:
         the guided filter's radius scaled with it."""
         view = copy.copy(self)
         view.input_size = (side, side)
+        view.meta = {k: v for k, v in self.meta.items() if k != "square"}  # one square, whatever the photo
         if self.guided_radius is not None:
             view.guided_radius = max(1, round(self.guided_radius * side / min(self.input_size)))
         return view
@@ -312,7 +339,7 @@ class Segmenter:
         if settings is None or not settings.crop_size:
             return self
         view = self.at_size(settings.crop_size)
-        view.meta = {**self.meta, "resize": "fit"}
+        view.meta = {**view.meta, "resize": "fit"}
         return view
 
     def input_scale(self, h: int, w: int) -> tuple[float, float]:

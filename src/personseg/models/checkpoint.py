@@ -202,6 +202,7 @@ def with_inference(
     resize: str | None = None,
     guided_radius: int | None = None,
     orient: bool | None = None,
+    square: tuple[int, float] | bool | None = None,
 ) -> dict[str, Any]:
     """The checkpoint at ``path`` set to run differently at inference, weights unchanged.
 
@@ -218,6 +219,9 @@ def with_inference(
     full size (``refine.guided_upsample``; without it, 1/64 of the network's shorter side), 0 to remove the setting.
     ``orient``: a non-square input turned to each photo's orientation (a 256x224 input takes a landscape photo at
     224x256; letterbox and stretch), False to remove it, None to leave it as it is.
+    ``square``: (side, below): a photo whose long side is less than ``below`` times its short side goes in at a
+    side x side square instead (the fast model: (224, 1.25), so a near-square portrait is not squeezed into
+    256x192); False to remove it, None to leave it as it is.
     The optimizer's state is dropped: the copy is for inference, export and ``--init-from``, not for ``--resume``.
     """
     from personseg.inference.api import validate_meta
@@ -245,6 +249,10 @@ def with_inference(
         meta.pop("orient", None)
     elif orient:
         meta["orient"] = True
+    if square is False:
+        meta.pop("square", None)
+    elif square:
+        meta["square"] = {"side": int(square[0]), "below": float(square[1])}
     if guided_radius == 0:
         meta.pop("guided_radius", None)
     elif guided_radius is not None:
