@@ -390,7 +390,8 @@ def test_compositor_puts_patterns_behind_people_only():
         image, alpha = plain(np.random.default_rng(seed))
         np.testing.assert_array_equal(image[alpha == 0], np.broadcast_to(BG_COLOUR, image[alpha == 0].shape))
         image, alpha = patterned(np.random.default_rng(seed))
-        n_patterned += (image[alpha == 0] != BG_COLOUR).any(axis=1).mean() > 0.05
+        # The smallest banner (0.3 of each side, a third of it off the frame) covers 4% of the frame.
+        n_patterned += (image[alpha == 0] != BG_COLOUR).any(axis=1).mean() > 0.03
         assert set(np.unique(alpha)) <= {0.0, 1.0} and alpha.any()
     assert n_patterned == 20
 

@@ -10,7 +10,7 @@ from personseg.data.beside import BesideObjects
 from personseg.data.folder import IGNORE, PairedFolder
 from personseg.data.mixture import TrainMixture
 from personseg.data.transforms import train_transform
-from synthetic import person
+from synthetic import ellipse, paint, person
 
 
 def _scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +81,26 @@ def test_cloth_comes_from_inside_the_person(monkeypatch):
         assert changed.any() and out[changed].mean() > 230 * 0.7 - 1, seed  # the person's colour, lit 0.7-1.1
 
 
+def test_large_shapes_go_around_the_person_on_both_sides():
+    """``large=1``: one shape 0.8-1.4x the person's height centred near their middle (an armchair around someone
+    sitting) shows on both sides of them in most samples and leaves the person as they are; a small shape (at
+    most 0.6x their height, centred just outside the outline) never reaches both sides."""
+    mask = ellipse(200, 200, (100, 100), (40, 12))  # a person 81 px tall and 25 wide, columns 88-112
+    img, mask = paint(mask, np.random.default_rng(0)), mask.astype(np.float32)
+    person_px = mask > 0.5
+    around = BesideObjects([_photo()], prob=1.0, max_objects=1, large=1.0)
+    small = BesideObjects([_photo()], prob=1.0, max_objects=1)
+    both = []
+    for seed in range(30):
+        out = around(img, mask, np.random.default_rng(seed))
+        assert np.array_equal(out[person_px], img[person_px]), seed
+        changed = np.abs(out.astype(int) - img.astype(int)).max(axis=2) > 0
+        both.append(changed[:, :85].any() and changed[:, 116:].any())
+        moved = np.abs(small(img, mask, np.random.default_rng(seed)).astype(int) - img.astype(int)).max(axis=2) > 0
+        assert not (moved[:, :85].any() and moved[:, 116:].any()), seed
+    assert sum(both) >= 24, sum(both)
+
+
 def test_the_share_decides_and_a_scene_without_a_person_is_left_alone():
     img, mask = _scene(2)
     objects = BesideObjects([_photo()], prob=0.3)
@@ -107,6 +127,8 @@ def test_settings_are_checked():
         BesideObjects([], prob=1.5)
     with pytest.raises(ValueError, match="max_objects must be >= 1"):
         BesideObjects([], prob=0.5, max_objects=0)
+    with pytest.raises(ValueError, match="large must lie in \\[0, 1\\], got -0.1"):
+        BesideObjects([], prob=0.5, large=-0.1)
     with pytest.raises(ValueError, match="pattern kinds must be among"):
         BesideObjects([], prob=0.5, pattern_kinds=["zebra"])
 

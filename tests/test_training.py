@@ -195,7 +195,13 @@ def test_things_beside_people_are_a_share_of_every_sample_and_need_no_composites
         TrainConfig(beside_objects=1.2)
     data = make_folder(tmp_path / "data", 2)
     train, _ = builders.build_datasets(tiny_config(data, data, tmp_path / "run", beside_objects=0.5))
-    assert train.objects.prob == 0.5 and train.objects.backgrounds == []
+    assert train.objects.prob == 0.5 and train.objects.backgrounds == [] and train.objects.large == 0.0
+    train, _ = builders.build_datasets(
+        tiny_config(data, data, tmp_path / "run", beside_objects=0.5, beside_large=0.3, pattern_kinds=["floral"])
+    )
+    assert train.objects.large == 0.3 and train.objects.pattern_kinds == ("floral",)
+    with pytest.raises(ValueError, match="--beside-large must be in \\[0, 1\\], got 1.5"):
+        TrainConfig(beside_large=1.5)
     assert builders.build_datasets(tiny_config(data, data, tmp_path / "run"))[0].objects is None
 
 

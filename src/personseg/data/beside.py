@@ -9,7 +9,9 @@ behind them: pixels already labelled person are left as they are, and the label 
 pixel is background the network must learn to leave out.
 
 The shapes are smooth blobs (chairs, animals, bags) or turned rectangles (posters, boxes), 15-60% of the person's
-height, centred just outside a point of their outline so that they touch it.
+height, centred just outside a point of their outline so that they touch it. A share ``large`` of them is drawn
+around the person instead: 0.8-1.4 times their height, centred near their middle, as the armchair the boy sits in
+surrounds him (the small shapes never did: both shipped models kept that chair).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class BesideObjects:
 
     ``image``: uint8 HxWx3; ``mask``: float32 HxW in [0, 1], with ``data.folder.IGNORE`` (-1) where the label is
     unknown (nothing is pasted there). ``backgrounds``: person-free photos for the photo textures (none: patterns
-    and cloth only). Samples with fewer than 64 person pixels come back as they are, as does the label always.
+    and cloth only). ``large``: share of shapes drawn around the person (0.8-1.4x their height) instead of beside
+    them. Samples with fewer than 64 person pixels come back as they are, as does the label always.
     """
 
     def __init__(
@@ -57,15 +60,19 @@ class BesideObjects:
         prob: float,
         pattern_kinds: Sequence[str] = KINDS,
         max_objects: int = 3,
+        large: float = 0.0,
     ) -> None:
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"prob must lie in [0, 1], got {prob}")
+        if not 0.0 <= large <= 1.0:
+            raise ValueError(f"large must lie in [0, 1], got {large}")
         if max_objects < 1:
             raise ValueError(f"max_objects must be >= 1, got {max_objects}")
         self.backgrounds = list(backgrounds)
         self.prob = prob
         self.pattern_kinds = check_kinds(pattern_kinds)
         self.max_objects = max_objects
+        self.large = large
         # Which texture each shape takes, by TEXTURES' shares; no photo textures without background photos.
         self.texture_names = [name for name, _ in TEXTURES]
         shares = np.array([0.0 if name == "photo" and not self.backgrounds else p for name, p in TEXTURES])
@@ -106,8 +113,9 @@ class BesideObjects:
             return image
         outline = person.astype(bool) & ~cv2.erode(person, np.ones((3, 3), np.uint8)).astype(bool)
         oy, ox = np.nonzero(outline)
-        ys = np.nonzero(person)[0]
+        ys, xs = np.nonzero(person)
         person_h = float(ys.max() - ys.min() + 1)
+        middle = np.array([(ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2])
         # Distance to the background, the photo's edge counting as background (so cloth patches stay in the photo).
         inside = cv2.distanceTransform(
             cv2.copyMakeBorder(person, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0), cv2.DIST_L2, 3
@@ -121,14 +129,22 @@ class BesideObjects:
         free = np.where(mask < 0, 0.0, 1.0 - np.clip(mask, 0.0, 1.0)).astype(np.float32)
         out = image.astype(np.float32)
         for _ in range(1 + int(rng.integers(self.max_objects))):
-            i = rng.integers(len(oy))
-            size = float(np.clip(person_h * rng.uniform(0.15, 0.6), 12, max(height, width)))
-            aspect = rng.uniform(0.5, 2.0)
-            h, w = max(8, int(size * np.sqrt(aspect))), max(8, int(size / np.sqrt(aspect)))
-            away = np.array([ny[oy[i], ox[i]], nx[oy[i], ox[i]]], np.float64)
-            away /= max(np.linalg.norm(away), 1e-6)
-            # Centre outside the outline by less than the shape's half-size: it overlaps the outline, so it touches.
-            cy, cx = np.array([oy[i], ox[i]]) + away * rng.uniform(0.1, 0.4) * np.array([h, w])
+            if self.large and rng.random() < self.large:  # around them: an armchair, a sofa, a rack behind
+                size = float(np.clip(person_h * rng.uniform(0.8, 1.4), 12, 2 * max(height, width)))
+                aspect = rng.uniform(0.6, 1.5)
+                h, w = max(8, int(size * np.sqrt(aspect))), max(8, int(size / np.sqrt(aspect)))
+                # Centred within a fifth of its size of the person's middle: it covers the middle, so it touches.
+                cy, cx = middle + rng.uniform(-0.2, 0.2, 2) * np.array([h, w])
+            else:
+                i = rng.integers(len(oy))
+                size = float(np.clip(person_h * rng.uniform(0.15, 0.6), 12, max(height, width)))
+                aspect = rng.uniform(0.5, 2.0)
+                h, w = max(8, int(size * np.sqrt(aspect))), max(8, int(size / np.sqrt(aspect)))
+                away = np.array([ny[oy[i], ox[i]], nx[oy[i], ox[i]]], np.float64)
+                away /= max(np.linalg.norm(away), 1e-6)
+                # Centre outside the outline by less than the shape's half-size: it overlaps the outline, so it
+                # touches.
+                cy, cx = np.array([oy[i], ox[i]]) + away * rng.uniform(0.1, 0.4) * np.array([h, w])
             y0, x0 = int(round(cy - h / 2)), int(round(cx - w / 2))
             sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y0 + h, height), min(x0 + w, width)
             if sy1 <= sy0 or sx1 <= sx0:

@@ -1,9 +1,11 @@
-"""Synthetic patterned backgrounds: stripes, flags, plaids and colour blocks, draped like cloth.
+"""Synthetic patterned backgrounds: stripes, flags, plaids, colour blocks and floral prints, draped like cloth.
 
 The wallpapers in ``../shared/data/backgrounds`` are mostly smooth landscapes and abstract art. Real photos put
 people in front of flags, striped curtains, posters and tiled walls, and a small network that never saw hard-edged,
 saturated shapes behind a person tends to keep them as foreground (the flag beside Grace Hopper in the bundled
-photo). ``pattern_background`` draws such a scene procedurally so the compositor can mix it in.
+photo). ``pattern_background`` draws such a scene procedurally so the compositor can mix it in. The floral print
+stands for upholstery and printed cloth: both shipped models took the flowered armchair a boy sits in (a coco_train
+validation photo) for part of him.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-KINDS = ("stripes", "flag", "plaid", "blocks")
+KINDS = ("stripes", "flag", "plaid", "blocks", "floral")
 
 
 def check_kinds(kinds: Sequence[str], name: str = "pattern kinds") -> tuple[str, ...]:
@@ -63,6 +65,21 @@ def _rotated(x: np.ndarray, y: np.ndarray, angle: float) -> tuple[np.ndarray, np
     return x * c + y * s, -x * s + y * c
 
 
+def _floral(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A printed fabric: blotches of 2-4 colours (flowers, leaves) over a ground colour, sometimes muted towards
+    grey as upholstery is; each colour's blotches are smoothed noise cut at a level, a motif 3-12% of the side."""
+    colours = _palette(rng, int(rng.integers(3, 6)))
+    mute = rng.uniform(0.0, 0.4)
+    colours = colours * (1 - mute) + colours.mean(axis=1, keepdims=True) * mute
+    image = np.empty((size, size, 3), np.float32)
+    image[:] = colours[0]
+    sigma = rng.uniform(0.01, 0.04) * size
+    for colour in colours[1:]:
+        noise = cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), sigma)
+        image[noise > np.quantile(noise, rng.uniform(0.55, 0.8))] = colour
+    return image
+
+
 def pattern_background(rng: np.random.Generator, size: int, kind: str | None = None) -> np.ndarray:
     """A ``size`` x ``size`` x 3 float32 RGB picture in [0, 255] of ``kind`` (one of ``KINDS``; random if None)."""
     if kind is None:
@@ -70,7 +87,9 @@ def pattern_background(rng: np.random.Generator, size: int, kind: str | None = N
     elif kind not in KINDS:
         raise ValueError(f"unknown pattern kind {kind!r}; choose from {', '.join(KINDS)}")
     x, y = _coords(rng, size)
-    if kind == "blocks":
+    if kind == "floral":
+        image = _floral(rng, size)
+    elif kind == "blocks":
         image = np.empty((size, size, 3), np.float32)
         image[:] = _palette(rng, 1)[0]
         for colour in _palette(rng, int(rng.integers(3, 9))):

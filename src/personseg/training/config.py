@@ -37,7 +37,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 #: Options that are shares of the composited samples: each in [0, 1], and only meaningful with compositing on.
 COMPOSITE_SHARES = ("pattern_backgrounds", "rotate_people")
-SHARES = (*COMPOSITE_SHARES, "beside_objects", "shape_crops")
+SHARES = (*COMPOSITE_SHARES, "beside_objects", "beside_large", "shape_crops")
 
 
 def split_matte_entry(entry: str) -> tuple[str, str]:
@@ -140,6 +140,11 @@ class TrainConfig:
         0.0,
         "share of training samples (photos and composites) given 1-3 textured shapes (patterns, --backgrounds "
         "crops, cloth) behind a person, touching them, labelled background: chairs, flags, animals beside people",
+    )
+    beside_large: float = _f(
+        0.0,
+        "share of --beside-objects' shapes drawn around the person instead of beside them (0.8-1.4x their height, "
+        "centred on them): the armchair someone sits in, a sofa, a rack behind",
     )
     skip_invalid: bool = _f(False, "skip broken pairs with a warning instead of failing")
     cache_max_side: int = _f(512, "keep images in memory downscaled to this long side (0: decode every time)")
