@@ -45,6 +45,11 @@ def _blob(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return cv2.GaussianBlur(shape.astype(np.float32), (3, 3), 0)
 
 
+def _sides(size: float, aspect: float) -> tuple[int, int]:
+    """(height, width) of a shape of geometric-mean side ``size`` and height/width ``aspect``, at least 8 px each."""
+    return max(8, int(size * np.sqrt(aspect))), max(8, int(size / np.sqrt(aspect)))
+
+
 class BesideObjects:
     """``objects(image, mask, rng) -> image``: a share ``prob`` of samples get 1 to ``max_objects`` shapes.
 
@@ -131,15 +136,13 @@ class BesideObjects:
         for _ in range(1 + int(rng.integers(self.max_objects))):
             if self.large and rng.random() < self.large:  # around them: an armchair, a sofa, a rack behind
                 size = float(np.clip(person_h * rng.uniform(0.8, 1.4), 12, 2 * max(height, width)))
-                aspect = rng.uniform(0.6, 1.5)
-                h, w = max(8, int(size * np.sqrt(aspect))), max(8, int(size / np.sqrt(aspect)))
+                h, w = _sides(size, rng.uniform(0.6, 1.5))
                 # Centred within a fifth of its size of the person's middle: it covers the middle, so it touches.
                 cy, cx = middle + rng.uniform(-0.2, 0.2, 2) * np.array([h, w])
             else:
                 i = rng.integers(len(oy))
                 size = float(np.clip(person_h * rng.uniform(0.15, 0.6), 12, max(height, width)))
-                aspect = rng.uniform(0.5, 2.0)
-                h, w = max(8, int(size * np.sqrt(aspect))), max(8, int(size / np.sqrt(aspect)))
+                h, w = _sides(size, rng.uniform(0.5, 2.0))
                 away = np.array([ny[oy[i], ox[i]], nx[oy[i], ox[i]]], np.float64)
                 away /= max(np.linalg.norm(away), 1e-6)
                 # Centre outside the outline by less than the shape's half-size: it overlaps the outline, so it
