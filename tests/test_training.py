@@ -202,6 +202,8 @@ def test_things_beside_people_are_a_share_of_every_sample_and_need_no_composites
     assert train.objects.large == 0.3 and train.objects.pattern_kinds == ("floral",)
     with pytest.raises(ValueError, match="--beside-large must be in \\[0, 1\\], got 1.5"):
         TrainConfig(beside_large=1.5)
+    with pytest.raises(ValueError, match="--beside-large is a share of --beside-objects' shapes"):
+        TrainConfig(beside_large=0.4)  # without any shapes to draw around people it would do nothing
     assert builders.build_datasets(tiny_config(data, data, tmp_path / "run"))[0].objects is None
 
 

@@ -240,6 +240,8 @@ class TrainConfig:
                 raise ValueError(f"{flag} must be in [0, 1], got {share}")
             if name in COMPOSITE_SHARES and share > 0 and self.composite_weight <= 0:
                 raise ValueError(f"{flag} acts on composited people: it needs --composite-weight > 0")
+        if self.beside_large > 0 and self.beside_objects <= 0:
+            raise ValueError("--beside-large is a share of --beside-objects' shapes: it needs --beside-objects > 0")
         if isinstance(self.pattern_kinds, str):  # "pattern_kinds: flag" in a YAML file
             self.pattern_kinds = [self.pattern_kinds]
         check_kinds(self.pattern_kinds, "--pattern-kinds")
