@@ -6,7 +6,14 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_accuracy, binary_f1_score, binary_jaccard_index
 
-from personseg.evaluation.metrics import MetricAccumulator, dice_score, get_stats, iou_score, pixel_accuracy
+from personseg.evaluation.metrics import (
+    MetricAccumulator,
+    dice_score,
+    get_stats,
+    iou_score,
+    pixel_accuracy,
+    soft_error,
+)
 
 # Three 2x3 images, counted by hand:
 #   A: pred [[1,1,0],[0,1,0]] vs target [[1,0,0],[1,1,0]] -> tp=2 fp=1 fn=1 tn=2
@@ -150,11 +157,13 @@ def test_accumulator_hand_counted():
     acc = MetricAccumulator()
     acc.update(PRED, TARGET)
     out = acc.compute()
-    assert set(out) == {"dice", "iou", "pixel_accuracy", "iou_micro"}
+    assert set(out) == {"dice", "iou", "pixel_accuracy", "iou_micro", "mae"}
     assert out["dice"] == pytest.approx(5 / 9)
     assert out["iou"] == pytest.approx(1 / 2)
     assert out["pixel_accuracy"] == pytest.approx(5 / 6)
     assert out["iou_micro"] == pytest.approx(2 / 5)
+    # |p - t| summed per image: 0.1+0.6+0.1+0.8+0.5+0.4 = 2.5 and 0+0.3+0.51+0.1+0+0.2 = 1.11, over 6 pixels each
+    assert out["mae"] == pytest.approx((2.5 / 6 + 1.11 / 6 + 0.0) / 3)
     assert acc.num_images == 3
 
 
@@ -209,7 +218,21 @@ def test_accumulator_state_round_trip_and_ddp_sum():
 def test_accumulator_all_empty_images():
     acc = MetricAccumulator()
     acc.update(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4))
-    assert acc.compute() == {"dice": 1.0, "iou": 1.0, "pixel_accuracy": 1.0, "iou_micro": 1.0}
+    assert acc.compute() == {"dice": 1.0, "iou": 1.0, "pixel_accuracy": 1.0, "iou_micro": 1.0, "mae": 0.0}
     acc0 = MetricAccumulator(zero_division=0.0)
     acc0.update(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4))
     assert acc0.compute()["iou"] == 0.0 and acc0.compute()["iou_micro"] == 0.0
+
+
+def test_soft_error_tells_a_hesitant_mask_from_a_confident_one_and_skips_ignored_pixels():
+    target = torch.tensor([[[1.0, 1.0, 0.0, -1.0]]])  # the last pixel is ignored (an ignore/ mask)
+    confident = torch.tensor([[[1.0, 0.9, 0.0, 1.0]]])
+    hesitant = torch.tensor([[[0.6, 0.6, 0.4, 0.0]]])  # thresholded, the same mask as `confident`
+    assert get_stats(confident, target) == get_stats(hesitant, target)
+    assert soft_error(confident, target).tolist() == pytest.approx([0.1 / 3])
+    assert soft_error(hesitant, target).tolist() == pytest.approx([1.2 / 3])
+    # a bool mask counts as 0/1; an image with no labelled pixel scores 0
+    assert soft_error(torch.tensor([[[True, False, False, True]]]), target).tolist() == pytest.approx([1 / 3])
+    assert soft_error(hesitant, torch.full((1, 1, 4), -1.0)).tolist() == [0.0]
+    with pytest.raises(ValueError, match="same shape"):
+        soft_error(hesitant, target[..., :3])

@@ -254,6 +254,8 @@ def test_two_image_overfit(tmp_path):
     assert result["best_iou"] > 0.9, read_rows(tmp_path / "run" / "history.csv")
     best = read_checkpoint(tmp_path / "run" / "best.pt")
     assert best["meta"]["val_metrics"]["overall"]["iou"] == pytest.approx(result["best_iou"])
+    # an overfit model is confident as well as right: its soft masks are near the truth, not hovering at 0.5
+    assert 0 <= best["meta"]["val_metrics"]["overall"]["mae"] < 0.1
     assert "train_state" not in best
     assert len(read_rows(tmp_path / "run" / "history.csv")) == 15
     with Image.open(tmp_path / "run" / "val_predictions.png") as grid:  # image | truth | prediction, 2 rows
@@ -477,6 +479,7 @@ def test_ddp_reported_metrics_match_the_saved_checkpoint(ddp_run):
     reported = read_checkpoint(out / "last.pt")["meta"]["val_metrics"]["overall"]
     last_row = read_rows(out / "history.csv")[-1]
     single = evaluate_checkpoint(out / "last.pt", Path(cfg.val_data[0]), cfg.batch_size, shards=2)
+    assert reported["mae"] == pytest.approx(single["mae"], abs=1e-6)
     for key in ("dice", "iou", "pixel_accuracy"):
         assert reported[key] == pytest.approx(single[key], abs=1e-6), key
         assert float(last_row[f"val_{key}"]) == pytest.approx(single[key], abs=1e-6), key

@@ -460,15 +460,16 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                     save_grid(grid, out / "val_predictions.png")
                     writer.add_image("val/predictions", grid, epoch, dataformats="HWC")
                 log.info(
-                    "epoch %d: train %.4f | val loss %.4f dice %.4f iou %.4f acc %.4f select %.4f | %s | %.0fs",
+                    "epoch %d: train %.4f | val loss %.4f dice %.4f iou %.4f acc %.4f mae %.4f select %.4f | %s | %.0fs",
                     epoch,
                     train_loss,
                     val["loss"],
                     val["dice"],
                     val["iou"],
                     val["pixel_accuracy"],
+                    val["mae"],
                     score,
-                    " ".join(f"{k}={v['iou']:.3f}" for k, v in per_source.items()),
+                    " ".join(f"{k}={v['iou']:.3f}/{v['mae']:.3f}" for k, v in per_source.items()),
                     row["seconds"],
                 )
             barrier(info)
@@ -528,4 +529,5 @@ def _log_epoch(writer, row: dict[str, Any], per_source: dict[str, dict[str, floa
             writer.add_scalar(key.replace("_", "/", 1), value, epoch)
     for name, metrics in per_source.items():
         writer.add_scalar(f"val_iou/{name}", metrics["iou"], epoch)
+        writer.add_scalar(f"val_mae/{name}", metrics["mae"], epoch)
     writer.flush()
