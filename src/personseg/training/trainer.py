@@ -460,7 +460,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                     save_grid(grid, out / "val_predictions.png")
                     writer.add_image("val/predictions", grid, epoch, dataformats="HWC")
                 log.info(
-                    "epoch %d: train %.4f | val loss %.4f dice %.4f iou %.4f acc %.4f mae %.4f select %.4f | %s | %.0fs",
+                    "epoch %d: train %.4f | val loss %.4f dice %.4f iou %.4f acc %.4f mae %.4f select %.4f"
+                    " | %s | %.0fs",
                     epoch,
                     train_loss,
                     val["loss"],
