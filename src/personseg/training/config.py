@@ -185,6 +185,11 @@ class TrainConfig:
     )
     channels_last: bool = _f(False, "channels-last memory format (faster on CPU for depthwise convs)")
     compile: bool = _f(False, "torch.compile the model")
+    round_weights: int = _f(
+        0,
+        "train against each convolution's weights rounded to N bits per output channel, as the int8 export "
+        "rounds them (7: the shipped files); the float weights are what is updated and saved; 0: off",
+    )
     early_stopping: int = _f(0, "stop after this many epochs without val IoU improvement (0: never)")
     # --- run
     output: str = _f("runs/train", "folder for checkpoints, logs and the resolved config")
@@ -256,6 +261,8 @@ class TrainConfig:
             raise ValueError(f"--temporal-weight must be >= 0, got {self.temporal_weight}")
         if self.temporal and self.teacher:
             raise ValueError("--temporal with --teacher: the teacher has no prior channel to learn from; pick one")
+        if self.round_weights and not 2 <= self.round_weights <= 8:
+            raise ValueError(f"--round-weights must be 0 (off) or 2-8 bits, got {self.round_weights}")
         if self.init_partial and not self.init_from:
             raise ValueError("--init-partial says how to read --init-from: give --init-from too")
 

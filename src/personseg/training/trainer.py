@@ -33,6 +33,7 @@ from personseg.training.config import TrainConfig
 from personseg.training.distill import Distiller
 from personseg.training.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from personseg.training.prior import self_prior, synthetic_prior, temporal_loss, with_prior
+from personseg.training.rounding import WeightRounding
 from personseg.training.shapes import shape_crop
 from personseg.training.visualization import plot_history, prediction_grid, save_grid
 
@@ -164,6 +165,7 @@ class EpochContext:
     info: DistInfo
     distiller: Distiller | None = None
     clock: RunClock | None = None
+    rounding: contextlib.AbstractContextManager = contextlib.nullcontext()  # WeightRounding with --round-weights
 
 
 def train_one_epoch(ctx: EpochContext, epoch: int) -> float:
@@ -185,16 +187,17 @@ def train_one_epoch(ctx: EpochContext, epoch: int) -> float:
             x = with_prior(x, prior, ctx.normalize.channels_last)
         elif ctx.cfg.temporal:
             x = with_prior(x, synthetic_prior(y), ctx.normalize.channels_last)
-        with ctx.autocast():
-            logits = ctx.model(x).float()
-        loss = ctx.loss_fn(*drop_ignored(logits, y))
-        if own_prior and ctx.cfg.temporal_weight > 0:
-            change = temporal_loss(torch.sigmoid(logits), prior, y, earlier_masks, own)
-            loss = loss + ctx.cfg.temporal_weight * change
-        if ctx.distiller is not None:
-            loss = ctx.distiller.blend(loss, logits, soft)
         ctx.optimizer.zero_grad(set_to_none=True)
-        ctx.scaler.scale(loss).backward()
+        with ctx.rounding:  # forward and backward at the rounded weights; the float ones come back for the step
+            with ctx.autocast():
+                logits = ctx.model(x).float()
+            loss = ctx.loss_fn(*drop_ignored(logits, y))
+            if own_prior and ctx.cfg.temporal_weight > 0:
+                change = temporal_loss(torch.sigmoid(logits), prior, y, earlier_masks, own)
+                loss = loss + ctx.cfg.temporal_weight * change
+            if ctx.distiller is not None:
+                loss = ctx.distiller.blend(loss, logits, soft)
+            ctx.scaler.scale(loss).backward()
         if ctx.cfg.grad_clip > 0:
             ctx.scaler.unscale_(ctx.optimizer)
             torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.cfg.grad_clip)
@@ -401,6 +404,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     if info.enabled:
         train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
     ctx = EpochContext(train_model, train_loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, distiller)
+    if cfg.round_weights:
+        ctx.rounding = WeightRounding(model, cfg.round_weights)
     if info.is_main:
         ctx.clock = RunClock(len(train_loader), cfg.epochs - start_epoch + 1, device)
         log.info(
@@ -426,10 +431,11 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                 # BatchNorm running stats drift apart per rank; evaluate (and save) rank 0's model everywhere.
                 for buffer in unwrap(model).buffers():
                     torch.distributed.broadcast(buffer, 0)
-            per_source = {
-                name: evaluate(model, loader, loss_fn, normalize, autocast, info, f"val {name}", cfg.temporal)
-                for name, loader in val_loaders.items()
-            }
+            with ctx.rounding:  # scored as the int8 export will round the weights
+                per_source = {
+                    name: evaluate(model, loader, loss_fn, normalize, autocast, info, f"val {name}", cfg.temporal)
+                    for name, loader in val_loaders.items()
+                }
             val = _pool(per_source, {k: len(v) for k, v in val_sets.items()})
             score = _selection_score(val, per_source, cfg.select_sources)
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
