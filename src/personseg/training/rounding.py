@@ -3,7 +3,8 @@
 The shipped files keep 7 bits of each int8 weight (``personseg.export.quantize``). Rounding only the weights of the
 shipped default to that grid, in its float graph, costs coco_train what the whole int8 file does (0.607 -> 0.589
 IoU; the int8 file 0.593; docs/experiments.md, session 36): the activations are not the loss. Training with the
-rounded weights in the forward pass lets the network settle where rounding no longer moves it.
+rounded weights in the forward pass lets the network settle where rounding no longer moves it: after two epochs of
+it (default v22) the int8 file scores 0.615 on coco_train where its float weights score 0.619.
 
 :class:`WeightRounding` rounds the weights in place for one step's forward and backward and then puts the float
 weights back, so the optimizer updates the float ("latent") weights with the gradient taken at the rounded point
