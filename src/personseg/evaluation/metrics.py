@@ -40,6 +40,14 @@ def _as_nhw(x: torch.Tensor, name: str) -> torch.Tensor:
     raise ValueError(f"{name} must be shaped (N, 1, H, W) or (N, H, W), got {tuple(x.shape)}")
 
 
+def _as_pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both as (N, H, W), checked to be the same shape."""
+    pred, target = _as_nhw(pred, "pred"), _as_nhw(target, "target")
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
+    return pred, target
+
+
 def get_stats(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> _Counts:
     """Per-image pixel counts ``(tp, fp, fn, tn)``, each a LongTensor of shape (N,).
 
@@ -48,10 +56,7 @@ def get_stats(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) 
     resized mask or an alpha matte); it is binarised with ``target >= 0.5``. Pixels where ``target < 0`` (the
     ``IGNORE`` value of ignore/ masks) are left out of every count.
     """
-    pred = _as_nhw(pred, "pred")
-    target = _as_nhw(target, "target")
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
+    pred, target = _as_pair(pred, target)
     if pred.dtype == torch.bool:
         p = pred
     else:
@@ -153,10 +158,7 @@ def soft_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     as 0/1); ``target`` is used as given (soft targets stay soft), its negative (ignored) pixels left out; an
     image without labelled pixels scores 0.
     """
-    pred = _as_nhw(pred, "pred")
-    target = _as_nhw(target, "target")
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
+    pred, target = _as_pair(pred, target)
     p, t = pred.double(), target.double()
     valid = t >= 0
     error = ((p - t.clamp_min(0)).abs() * valid).sum((1, 2))
