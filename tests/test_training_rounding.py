@@ -78,9 +78,11 @@ def test_round_weights_is_checked_and_a_run_with_it_saves_float_weights(tmp_path
 
     monkeypatch.setattr(trainer, "WeightRounding", Counting)
     data = make_folder(tmp_path / "data", 2)
-    cfg = tiny_config(data, data, tmp_path / "run", epochs=1, round_weights=3, lr=0.01)
+    cfg = tiny_config(data, data, tmp_path / "run", epochs=1, round_weights=3, lr=0.01, vis_every=1)
     trainer.main(cfg)
-    assert entered == [3] * (8 // 2 + 1)  # each of the 4 steps (8 samples, batch 2) and the validation
+    # each of the 4 steps (8 samples, batch 2), the validation and the validation grid drawn after it
+    assert entered == [3] * (8 // 2 + 2)
+    assert (tmp_path / "run" / "val_predictions.png").is_file()
     state = read_checkpoint(tmp_path / "run" / "last.pt")["state_dict"]
     convs = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 4 and v.shape[-1] > 1]
     assert convs and not all(on_grid(w, 4) for w in convs)  # the float (latent) weights, not the 3-bit grid

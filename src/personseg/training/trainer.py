@@ -462,7 +462,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                 _log_epoch(writer, row, per_source, epoch)
                 if cfg.vis_every and epoch % cfg.vis_every == 0:
                     first = next(iter(val_loaders.values()))
-                    grid = _val_grid(model, first, normalize, autocast, cfg.vis_images, cfg.temporal)
+                    with ctx.rounding:  # drawn at the weights the figures above were scored with
+                        grid = _val_grid(model, first, normalize, autocast, cfg.vis_images, cfg.temporal)
                     save_grid(grid, out / "val_predictions.png")
                     writer.add_image("val/predictions", grid, epoch, dataformats="HWC")
                 log.info(
