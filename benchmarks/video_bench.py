@@ -262,9 +262,15 @@ def real_footage(
     held_out: list[str] | None,
     max_frames: int,
     window: int = DEFAULT_RADIUS,
+    only: list[str] | None = None,
 ) -> list[str]:
-    """``held_out``: stem globs of the sequences the models did not train on (None: they trained on none)."""
+    """``held_out``: stem globs of the sequences the models did not train on (None: they trained on none);
+    ``only``: sequence-name globs to score (None: all)."""
     sequences = load_sequences(root)
+    if only:
+        sequences = {k: v for k, v in sequences.items() if any(fnmatch.fnmatchcase(k, g) for g in only)}
+        if not sequences:
+            raise SystemExit(f"{root}: no sequence matches {' '.join(only)}")
     main_only = patterns_for(root.name, MAIN_SUBJECT)
     loaded = {name: personseg.load_model(name, threads=threads) for name in models}
     runs: list[tuple[str, Callable]] = []
@@ -346,6 +352,7 @@ def main() -> None:
         "--trained-config", help="training config whose val_patterns name the sequences the model did NOT train on"
     )
     parser.add_argument("--max-frames", type=int, default=0, help="frames per real sequence (0: all)")
+    parser.add_argument("--sequences", nargs="+", help="score only these sequences (name globs; default: all)")
     parser.add_argument(
         "--window", type=int, default=DEFAULT_RADIUS, help=f"the video path's window (default: {DEFAULT_RADIUS})"
     )
@@ -370,7 +377,16 @@ def main() -> None:
         if args.trained_config:
             held_out = patterns_for(args.davis.name, read_split_config(args.trained_config).val_patterns)
         tables.append(
-            real_footage(args.davis, args.models, args.threads, args.strength, held_out, args.max_frames, args.window)
+            real_footage(
+                args.davis,
+                args.models,
+                args.threads,
+                args.strength,
+                held_out,
+                args.max_frames,
+                args.window,
+                args.sequences,
+            )
         )
     print()
     for rows in tables:

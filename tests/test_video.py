@@ -618,7 +618,7 @@ def test_the_causal_path_holds_no_window():
     assert processor.window is not None and processor.window.radius == 3
 
 
-@pytest.mark.parametrize(("flags", "window"), [([], 3), (["--window", "4"], 4), (["--window", "0"], 0)])
+@pytest.mark.parametrize(("flags", "window"), [([], 6), (["--window", "4"], 4), (["--window", "0"], 0)])
 def test_window_choice_reaches_the_pipeline(tmp_path, fake_model, monkeypatch, flags, window):
     from personseg.video import pipeline
     from personseg.video import window as windows
@@ -640,10 +640,10 @@ def test_video_and_live_keep_a_tighter_edge_than_photos():
     from personseg.cli.video import add_frame_options, video_options_from_args
     from personseg.video.pipeline import VIDEO_EDGE_CUTOFF
 
-    assert VideoOptions().remove.edge_cutoff == VIDEO_EDGE_CUTOFF == 0.4
+    assert VideoOptions().remove.edge_cutoff == VIDEO_EDGE_CUTOFF == 0.45
     video = argparse.ArgumentParser()
     add_frame_options(video)
-    assert video_options_from_args(video.parse_args([])).remove.edge_cutoff == 0.4
+    assert video_options_from_args(video.parse_args([])).remove.edge_cutoff == 0.45
     assert video_options_from_args(video.parse_args(["--edge-cutoff", "0.1"])).remove.edge_cutoff == 0.1
     photo = argparse.ArgumentParser()
     options.add_photo_options(photo)

@@ -3,17 +3,17 @@
 A causal smoother (:mod:`personseg.video.stabilize`) can only look back, so it must choose between lag on
 moving edges and flicker on still ones. A video file has the future too: :class:`FlowWindow` averages each
 frame's full-resolution probability with those of up to ``radius`` frames before *and after* it, each first
-moved onto the frame along dense optical flow (OpenCV's DIS on frames downscaled to ``flow_size``), so a
-moving edge is averaged with itself rather than dragged, and errors that come and go from frame to frame
-(a limb missed once, an edge placed a few pixels off) are outvoted by the frames around them. Each neighbour is
-weighted by its distance in time (Gaussian, sigma ``0.75 * radius``) and, per pixel, by how well the flow
-explains the frame: where the warped neighbour's colours differ from the frame's (occlusion, a flow failure,
-something that came into view) it counts less, down to nothing.
+moved onto the frame along dense optical flow (OpenCV's DIS on frames downscaled to ``flow_size``, solved down
+to that size's own pixels), so a moving edge is averaged with itself rather than dragged, and errors that come
+and go from frame to frame (a limb missed once, an edge placed a few pixels off) are outvoted by the frames
+around them. Each neighbour is weighted by its distance in time (Gaussian, sigma ``0.75 * radius``) and, per
+pixel, by how well the flow explains the frame: where the warped neighbour's colours differ from the frame's
+(occlusion, a flow failure, something that came into view) it counts less, down to nothing.
 
 Frames come out ``radius`` frames late, in order; :meth:`FlowWindow.flush` gives the rest at the end of the
 clip. A scene cut (``cut=True`` on the first frame after it) closes the window: frames are never averaged
 across a cut. Measured on the held-out davis_people sequences (docs/video.md), the flow stabiliser, this window
-and the video's tighter edge together take ``personseg video``'s temporal error to about 65% of frame by
+and the video's tighter edge together take ``personseg video``'s temporal error to about 61% of frame by
 frame's and its flicker to under half.
 """
 
@@ -27,7 +27,10 @@ import cv2
 import numpy as np
 
 #: frames on each side of the one being smoothed (``personseg video --window``)
-DEFAULT_RADIUS = 3
+DEFAULT_RADIUS = 6
+
+#: the longer side of the frames the optical flow is computed on
+FLOW_SIZE = 640
 
 
 @dataclass
@@ -54,16 +57,19 @@ class FlowWindow:
     (0-1, 3x3 box) at which a neighbour's weight starts to fall and where it reaches 0. The average is taken at
     most ``work_size`` px a side and added to the frame's own full-resolution probability as a correction
     (``prob + upsampled(average - own)``), so its full-resolution detail stays where the neighbours agree and
-    a 720p frame costs a quarter of the full-resolution arithmetic.
+    a 720p frame costs a quarter of the full-resolution arithmetic. ``preset``, ``finest_scale`` (0: down to the
+    flow frame's pixels) and ``refinement`` (variational refinement iterations) set OpenCV's DIS flow.
     """
 
     def __init__(
         self,
         radius: int = DEFAULT_RADIUS,
-        flow_size: int = 320,
+        flow_size: int = FLOW_SIZE,
         gate: tuple[float, float] = (0.04, 0.12),
         preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
         work_size: int = 640,
+        finest_scale: int = 0,
+        refinement: int = 0,
     ) -> None:
         if radius < 1:
             raise ValueError(f"the window needs at least one frame on each side, got radius {radius}")
@@ -75,6 +81,12 @@ class FlowWindow:
         self.gate = (float(gate[0]), float(gate[1]))
         self.sigma = 0.75 * self.radius
         self._dis = cv2.DISOpticalFlow_create(preset)
+        # Down to the flow frame's own pixels (the preset stops a scale above: half the resolution) and without
+        # the variational refinement, which costs about a third of the flow's time and does not help the average
+        # (session 40, docs/video.md, held-out davis_people temporal error: 1.23 -> 1.19 solving to the pixel at
+        # radius 4; 1.177 -> 1.172 without the refinement at radius 6).
+        self._dis.setFinestScale(int(finest_scale))
+        self._dis.setVariationalRefinementIterations(int(refinement))
         self._frames: deque[_Frame] = deque()
         self._next = 0  # number of the next frame to come out
         self._count = 0
