@@ -84,7 +84,7 @@ class VideoOptions:
     window: int = option(
         DEFAULT_RADIUS,
         "also average each frame's mask with those of N frames before and after it, moved along the optical "
-        "flow (video files only: live cannot see the future; on 2 cores the slowest step); 0: off, 3-4x faster",
+        "flow (video files only: live cannot see the future; on 2 cores the slowest step); 0: off, 3-5x faster",
         ge=0,
         le=8,
         metavar="N",
