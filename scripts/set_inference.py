@@ -75,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         help="with --zoom: the crop goes through the network at a shape of its own within S x S pixels (resize "
         "fit) instead of the input size",
     )
+    parser.add_argument(
+        "--zoom-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="with --zoom: the crop's share of the probability inside its box, in (0, 1] (default 0.5: the mean of "
+        "both passes; 1: the crop replaces the first pass there), fading to 0 across the margin",
+    )
     turn = parser.add_mutually_exclusive_group()
     turn.add_argument(
         "--orient",
@@ -112,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.zoom is None:
             parser.error("--crop-size goes with --zoom")
         zoom_value = {**(zoom_value if isinstance(zoom_value, dict) else {}), "crop_size": args.crop_size}
+    if args.zoom_weight is not None:
+        if args.zoom is None:
+            parser.error("--zoom-weight goes with --zoom")
+        zoom_value = {**(zoom_value if isinstance(zoom_value, dict) else {}), "weight": args.zoom_weight}
     orient = True if args.orient else False if args.no_orient else None
     square = False if args.no_square else None
     if args.square is not None:

@@ -469,12 +469,20 @@ def test_a_checkpoint_can_ask_for_the_second_look_and_its_export_carries_it(tmp_
         == 0
     )
     assert "zoom" not in load_checkpoint(tmp_path / "x.pt")[1]
+    done = set_inference(str(tmp_path / "y.pt"), "--zoom", "--zoom-weight", "0.85", "--output", str(tmp_path / "w.pt"))
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(tmp_path / "w.pt")[1]["zoom"] == {"min_gain": 1.15, "margin": 0.1, "weight": 0.85}
+    assert load_model(export_onnx(tmp_path / "w.pt", tmp_path / "w.onnx"), providers="cpu").zoom.weight == 0.85
     assert load_model(tmp_path / "x.pt", device="cpu").meta["resize"] == "stretch"
     assert load_model(tmp_path / "a.pt", device="cpu").zoom is None
     # Nothing asked, or a gain that would shrink the crop: exit 2 and nothing written.
     assert set_inference(str(tmp_path / "a.pt"), "--output", str(tmp_path / "bad.pt")).returncode == 2
     done = set_inference(str(tmp_path / "a.pt"), "--zoom", "0.5", "--output", str(tmp_path / "bad.pt"))
     assert done.returncode == 2 and "a.pt: metadata zoom needs min_gain in [1, 100]" in done.stderr
+    done = set_inference(str(tmp_path / "a.pt"), "--zoom", "--zoom-weight", "0", "--output", str(tmp_path / "bad.pt"))
+    assert done.returncode == 2 and "weight in (0, 1]" in done.stderr
+    done = set_inference(str(tmp_path / "a.pt"), "--zoom-weight", "0.8", "--output", str(tmp_path / "bad.pt"))
+    assert done.returncode == 2 and "--zoom-weight goes with --zoom" in done.stderr
     assert not (tmp_path / "bad.pt").exists()
 
 

@@ -35,7 +35,7 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "personseg-default": ShippedModel(
         filename="personseg-default.onnx",
-        sha256="45b50d1f5df2eab5dd28d5a22171c556d2917e4c502a286e505548858775625d",
+        sha256="47aaab7293c5fa995bb4c0479deffeb320ee355c6a97b1c93a9a0ff2750e169c",
         description="best quality (EfficientNet-Lite2), int8, each photo at its own shape within 320x320 pixels, with "
         "a second look at the people: for photos",
         input_size=(320, 320),
