@@ -246,7 +246,8 @@ def video_path_masks(
 ) -> list[np.ndarray]:
     """Full-resolution alpha per frame exactly as ``personseg video`` makes it (its ``FrameProcessor``, without
     the compositing): ``stabilizer`` None is frame by frame; a temporal model is fed its previous output;
-    ``window`` > 0 adds the non-causal window (``personseg video --window``; live has none)."""
+    ``window`` > 0 adds the non-causal window and the file's closer second look (``personseg video --window``;
+    live has neither)."""
     options = VideoOptions(
         smooth=stabilizer is not None,
         stabilizer=stabilizer or "flow",
@@ -254,7 +255,7 @@ def video_path_masks(
         window=window,
         remove=RemoveOptions(subject=subject, edge_cutoff=edge_cutoff),
     )
-    processor = FrameProcessor(model, options, kind="mask")
+    processor = FrameProcessor(model, options, kind="mask", file=window > 0)
     out = []
     for rgb in frames:
         out += [mask for _, mask in processor.push(None, rgb, *processor.predict([rgb])[0])]

@@ -11,7 +11,7 @@ from personseg.inference.options import RemoveOptions
 from personseg.inference.remove import segment
 from personseg.inference.zoom import ZoomSettings
 from personseg.video.pipeline import FrameProcessor, VideoOptions
-from personseg.video.second_look import SecondLook
+from personseg.video.second_look import FILE_CROP_SIZE, FILE_CROP_WEIGHT, SecondLook
 from test_inference_zoom import META, RedIsPerson, landscape_with_a_standing_person
 
 ZOOM_META = {**META, "zoom": {"min_gain": 1.15, "margin": 0.1}}
@@ -130,6 +130,34 @@ def test_the_second_look_makes_video_masks_surer_and_is_skipped_with_no_zoom():
     inside = (slice(30, 90), slice(188, 212))
     assert mask[inside].mean() > without[inside].mean() + 20  # 224 vs 186 of 255
     np.testing.assert_array_equal(mask[:, :150], without[:, :150])  # outside the box: the first pass alone
+
+
+def test_a_video_file_smoothed_by_the_window_looks_closer_with_every_model_and_live_does_not():
+    for meta in (ZOOM_META, META):  # a model with a second look of its own, and one without (as personseg-fast)
+        model = BlurryRedIsPerson(meta)
+        soft = VideoOptions(remove=RemoveOptions())  # a photo's soft edge: the video's tighter one saturates here
+        live = FrameProcessor(model, soft, kind="mask")
+        unwindowed = FrameProcessor(model, VideoOptions(window=0), kind="mask", file=True)
+        unzoomed = FrameProcessor(model, VideoOptions(remove=RemoveOptions(zoom=False)), kind="mask", file=True)
+        file = FrameProcessor(model, soft, kind="mask", file=True)
+        for plain in (live, unwindowed):
+            assert (plain.second_look is None) == (meta is META)
+            assert plain.second_look is None or plain.second_look.settings == ZoomSettings(min_gain=1.15, margin=0.1)
+        assert unzoomed.second_look is None
+        settings = file.second_look.settings
+        assert (settings.crop_size, settings.weight, settings.margin) == (FILE_CROP_SIZE, FILE_CROP_WEIGHT, 0.1)
+        assert file.crop_model.input_size == (FILE_CROP_SIZE, FILE_CROP_SIZE)
+        model.calls.clear()
+        assert file.push(None, standing_figure(), *file.predict([standing_figure()])[0]) == []  # the window waits
+        ((_, mask),) = file.flush()
+        (h0, w0), (h, w) = (c.shape[-2:] for c in model.calls)
+        assert (h0, w0) == (64, 64) and h > w and h * w <= FILE_CROP_SIZE**2 and h > 64  # the figure seen larger
+        truth = np.zeros((120, 400))
+        truth[20:100, 185:215] = 255
+        seen_live = live(standing_figure())
+        # Mean error against the figure: 1.2 against 2.5 (its own look) and 4.1 (none) of 255.
+        assert np.abs(mask - truth).mean() < 0.6 * np.abs(seen_live - truth).mean()
+        np.testing.assert_array_equal(mask[:, :150], seen_live[:, :150])  # outside the box: the first pass alone
 
 
 def test_a_model_in_two_stages_runs_each_video_frame_once_whole_at_its_input_size():

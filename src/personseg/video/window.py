@@ -13,8 +13,9 @@ pixel, by how well the flow explains the frame: where the warped neighbour's col
 Frames come out ``radius`` frames late, in order; :meth:`FlowWindow.flush` gives the rest at the end of the
 clip. A scene cut (``cut=True`` on the first frame after it) closes the window: frames are never averaged
 across a cut. Measured on the held-out davis_people sequences (docs/video.md), the flow stabiliser, this window
-and the video's tighter edge together take ``personseg video``'s temporal error to about 61% of frame by
-frame's and its flicker to under half.
+and the video's tighter edge together took ``personseg video``'s temporal error to about 61% of frame by
+frame's and its flicker to under half (session 40); with the file's closer second look
+(:func:`personseg.video.second_look.file_look`) 58% (session 41).
 """
 
 from __future__ import annotations
