@@ -116,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         zoom_value = None
     else:
         zoom_value = dict(zip(("min_gain", "margin"), args.zoom, strict=False)) or True
-    if args.crop_size is not None:
-        if args.zoom is None:
-            parser.error("--crop-size goes with --zoom")
-        zoom_value = {**(zoom_value if isinstance(zoom_value, dict) else {}), "crop_size": args.crop_size}
-    if args.zoom_weight is not None:
-        if args.zoom is None:
-            parser.error("--zoom-weight goes with --zoom")
-        zoom_value = {**(zoom_value if isinstance(zoom_value, dict) else {}), "weight": args.zoom_weight}
+    for flag, key, value in (
+        ("--crop-size", "crop_size", args.crop_size),
+        ("--zoom-weight", "weight", args.zoom_weight),
+    ):
+        if value is not None:
+            if args.zoom is None:
+                parser.error(f"{flag} goes with --zoom")
+            zoom_value = {**(zoom_value if isinstance(zoom_value, dict) else {}), key: value}
     orient = True if args.orient else False if args.no_orient else None
     square = False if args.no_square else None
     if args.square is not None:

@@ -374,9 +374,11 @@ class FrameProcessor:
         self.subject = SubjectTracker(self.threshold) if options.remove.subject == "main" else None
         self.background = FrameBackground(options, kind)
         self._previous: np.ndarray | None = None  # the last frame's probability: a temporal model's prior
-        zoom = getattr(model, "zoom", None) if options.remove.zoom else None
-        if file and self._window_radius and options.remove.zoom and hasattr(model, "crop_view"):
-            zoom = file_look(zoom)  # a file smoothed by the window looks closer, with every model
+        zoom = None
+        if options.remove.zoom:
+            zoom = getattr(model, "zoom", None)
+            if file and self._window_radius and hasattr(model, "crop_view"):
+                zoom = file_look(zoom)  # a file smoothed by the window looks closer, with every model
         # The second look at the people, when the model asks for it (not for a temporal model: its prior is the
         # whole frame's): a second network pass per frame on a steady crop, with its own stabiliser. The fast
         # tier's two stages (zoom.first_size) are for photos: a live frame goes through it once, whole, at its

@@ -34,8 +34,9 @@ Box = tuple[int, int, int, int]  # top, bottom, left, right
 #: the fast model with this look 1.77 -> 1.24 and 0.772 -> 0.862 (docs/video.md).
 FILE_CROP_SIZE = 416
 
-#: the crop's share of the probability inside its box in a video file (photos: the model's, 0.5 for
-#: personseg-default); the first pass still decides who is found and everything outside the box
+#: the crop's share of the probability inside its box in a video file (photos: the model's own, also 0.85 for
+#: personseg-default since session 41; models without a look of their own would get ZoomSettings' 0.5); the first
+#: pass still decides who is found and everything outside the box
 FILE_CROP_WEIGHT = 0.85
 
 
