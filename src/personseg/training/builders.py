@@ -214,7 +214,8 @@ def init_weights(model: torch.nn.Module, path: str, partial: bool = False, log_i
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]  # --train-only leaves the rest out
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):

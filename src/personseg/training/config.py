@@ -70,6 +70,12 @@ class TrainConfig:
         "stride 16 at 256",
         choices=[16, 32],
     )
+    refine_channels: int | None = _f(
+        None,
+        "deeplabv3plus only: add a branch of this width that corrects the logits at stride 2 from the encoder's "
+        "first features (sharper outlines at a small input); it starts at zero, so a trained network keeps its "
+        "predictions until trained (with --train-only refine: the branch alone)",
+    )
     temporal: bool = _f(
         False,
         "a video model: the previous frame's probability is a 4th input channel (trained on a synthetic prior made "
@@ -198,6 +204,12 @@ class TrainConfig:
         False, "also keep each epoch's weights as OUTPUT/epochNNN.pt (weights only), to choose one by a benchmark later"
     )
     init_from: str | None = _f(None, "start from the weights of this checkpoint (fine-tuning)")
+    train_only: list[str] = _f(
+        [],
+        "train only the parameters whose names start with these prefixes (refine: the --refine-channels branch); "
+        "the rest keep their weights and batch-norm statistics",
+        nargs="*",
+    )
     init_partial: bool = _f(
         False,
         "with --init-from, take only the tensors whose name and shape match (e.g. the encoder of a checkpoint "
@@ -263,6 +275,13 @@ class TrainConfig:
             raise ValueError("--temporal with --teacher: the teacher has no prior channel to learn from; pick one")
         if self.round_weights and not 2 <= self.round_weights <= 8:
             raise ValueError(f"--round-weights must be 0 (off) or 2-8 bits, got {self.round_weights}")
+        if isinstance(self.train_only, str):  # "train_only: refine" in a YAML file
+            self.train_only = [self.train_only]
+        if self.refine_channels is not None and (self.arch != "deeplabv3plus" or self.refine_channels < 4):
+            raise ValueError(
+                f"--refine-channels must be >= 4 and is for --arch deeplabv3plus, got {self.refine_channels} "
+                f"with --arch {self.arch}"
+            )
         if self.init_partial and not self.init_from:
             raise ValueError("--init-partial says how to read --init-from: give --init-from too")
 
@@ -278,6 +297,7 @@ class TrainConfig:
             "decoder_channels": self.decoder_channels,
             "encoder_depth": self.encoder_depth,
             "output_stride": self.output_stride,
+            "refine_channels": self.refine_channels,
             "in_channels": 4 if self.temporal else None,
         }
         return {k: v for k, v in kwargs.items() if v is not None}

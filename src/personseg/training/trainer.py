@@ -32,6 +32,7 @@ from personseg.training import builders
 from personseg.training.config import TrainConfig
 from personseg.training.distill import Distiller
 from personseg.training.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from personseg.training.freeze import freeze_all_but, keep_frozen_statistics
 from personseg.training.prior import self_prior, synthetic_prior, temporal_loss, with_prior
 from personseg.training.rounding import WeightRounding
 from personseg.training.shapes import shape_crop
@@ -171,6 +172,7 @@ class EpochContext:
 def train_one_epoch(ctx: EpochContext, epoch: int) -> float:
     """One pass over ``ctx.loader``; returns the mean training loss (over all ranks)."""
     ctx.model.train()
+    keep_frozen_statistics(unwrap(ctx.model), ctx.cfg.train_only)
     total = torch.zeros(2, dtype=torch.float64)
     progress = _progress(ctx.loader, ctx.info, f"epoch {epoch}/{ctx.cfg.epochs} train")
     for images, masks in progress:
@@ -388,6 +390,9 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         model = model.to(memory_format=torch.channels_last)
     if cfg.init_from:
         builders.init_weights(model, cfg.init_from, partial=cfg.init_partial, log_it=info.is_main)
+    trained = freeze_all_but(model, cfg.train_only)
+    if cfg.train_only and info.is_main:
+        log.info("--train-only %s: %d of %d parameters train", cfg.train_only, trained, model.get_num_params())
     optimizer = builders.build_optimizer(cfg, model)
     scheduler = builders.build_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
