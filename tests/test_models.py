@@ -22,6 +22,7 @@ from personseg.models import (
 from personseg.models.checkpoint import FORMAT, VERSION, make_checkpoint
 from personseg.models.pretrained import convert_lukemelas_state_dict, weights_path
 from personseg.training.config import TrainConfig
+from rebuild import assert_rebuilds
 
 # Small enough for a 2-core machine: a 4-channel U-Net and the lightest timm encoder.
 SMALL = {"unet": {"base_channels": 4}}
@@ -251,11 +252,7 @@ def test_encoder_depth_4_stops_at_stride_16_and_keeps_its_imagenet_weights(tmp_p
     with torch.no_grad():
         out = model(x)
     assert out.shape == (1, 1, 64, 96)
-    save_checkpoint(model, tmp_path / "depth4.pt")
-    loaded, _ = load_checkpoint(tmp_path / "depth4.pt")
-    assert loaded.config["encoder_depth"] == 4
-    with torch.no_grad():
-        assert torch.allclose(loaded.eval()(x), out, atol=1e-5)
+    assert_rebuilds(model, tmp_path / "depth4.pt", x, out, encoder_depth=4)
 
 
 def test_output_stride_32_runs_the_deep_stages_undilated_on_the_same_weights(tmp_path):
@@ -281,11 +278,7 @@ def test_output_stride_32_runs_the_deep_stages_undilated_on_the_same_weights(tmp
         out, other = model(x), dilated(x)
     assert out.shape == other.shape == (1, 1, 64, 96)
     assert not torch.allclose(out, other, atol=1e-3)  # it is a different network on those weights
-    save_checkpoint(model, tmp_path / "os32.pt")
-    loaded, _ = load_checkpoint(tmp_path / "os32.pt")
-    assert loaded.config["output_stride"] == 32
-    with torch.no_grad():
-        assert torch.allclose(loaded.eval()(x), out, atol=1e-5)
+    assert_rebuilds(model, tmp_path / "os32.pt", x, out, output_stride=32)
 
 
 def test_efficientnet_lite_weights_need_a_lite_encoder():

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from personseg.models import create_model, load_checkpoint, read_checkpoint, save_checkpoint
+from personseg.models import create_model, read_checkpoint, save_checkpoint
 from personseg.training import trainer
 from personseg.training.config import TrainConfig
 from personseg.training.freeze import freeze_all_but, keep_frozen_statistics
+from rebuild import assert_rebuilds
 from test_training import make_folder, tiny_config
 
 NET = {"encoder": "efficientnet_lite0", "decoder_channels": 16, "output_stride": 32}
@@ -37,11 +38,7 @@ def test_a_new_branch_changes_nothing_until_trained_and_then_draws_at_stride_two
     # the correction is drawn at stride 2 and doubled: no 4x4 block of the plain head's grid holds a single value
     blocks = change[:64, :64].reshape(16, 4, 16, 4).permute(0, 2, 1, 3).reshape(256, 16)
     assert (blocks.std(dim=1) > 1e-4).float().mean() > 0.5
-    save_checkpoint(refined, tmp_path / "refined.pt")
-    loaded, _ = load_checkpoint(tmp_path / "refined.pt")
-    assert loaded.config["refine_channels"] == 8
-    with torch.no_grad():
-        assert torch.allclose(loaded.eval()(x), after, atol=1e-5)
+    assert_rebuilds(refined, tmp_path / "refined.pt", x, after, refine_channels=8)
 
 
 def test_refine_channels_is_a_deeplabv3plus_option():
