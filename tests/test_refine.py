@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from personseg.models import create_model, read_checkpoint, save_checkpoint
+from personseg.models.checkpoint import average_checkpoints
 from personseg.training import trainer
 from personseg.training.config import TrainConfig
 from personseg.training.freeze import freeze_all_but, keep_frozen_statistics
@@ -96,3 +97,15 @@ def test_a_run_with_train_only_moves_the_branch_alone(tmp_path):
         assert torch.equal(value, before[key]), f"{key} moved"  # weights and batch-norm statistics alike
     assert not torch.equal(state["refine.body.6.weight"], torch.zeros_like(state["refine.body.6.weight"]))
     assert read_checkpoint(tmp_path / "run" / "last.pt")["meta"]["train_config"]["train_only"] == ["refine"]
+
+
+def test_a_model_without_the_branch_averages_with_checkpoints_from_before_the_option(tmp_path):
+    """A checkpoint saved before ``refine_channels`` existed has no such key; a new plain model must match it."""
+    plain, _ = _pair()
+    assert "refine_channels" not in plain.config
+    save_checkpoint(plain, tmp_path / "new.pt")
+    old = torch.load(tmp_path / "new.pt", map_location="cpu", weights_only=False)
+    old["model"]["config"].pop("refine_channels", None)  # what a file from before the option holds
+    torch.save(old, tmp_path / "old.pt")
+    soup = average_checkpoints([tmp_path / "old.pt", tmp_path / "new.pt"])
+    assert soup["state_dict"].keys() == plain.state_dict().keys()

@@ -44,7 +44,9 @@ class SmpModel(SegmentationModel):
             encoder_depth=encoder_depth,
             decoder_channels=decoder_channels,
             output_stride=output_stride,
-            refine_channels=refine_channels,
+            # recorded only when set, so a model without the branch keeps the config older checkpoints carry
+            # (and can be averaged with them)
+            **({} if refine_channels is None else {"refine_channels": refine_channels}),
         )
         try:
             import segmentation_models_pytorch as smp
