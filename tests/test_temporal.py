@@ -205,6 +205,23 @@ def test_the_self_prior_is_the_models_own_prediction_one_frame_back():
     assert float(((prior[mine] > 0.5) == (masks[mine] > 0.5)).float().mean()) < float(agree)
 
 
+def test_the_self_prior_puts_every_module_back_in_its_own_mode():
+    """With --train-only, frozen batch norms stay in eval mode inside a training model; the self prior's eval pass
+    must not turn them back to training (they would then drift on every batch)."""
+    import contextlib
+
+    from personseg.training.freeze import keep_frozen_statistics
+    from personseg.training.prior import self_prior
+
+    model = create_model("unet", base_channels=4, in_channels=4).train()
+    keep_frozen_statistics(model, ["ups"])  # the decoder trains, the encoder is frozen
+    before = {name: m.training for name, m in model.named_modules()}
+    assert not all(before.values()) and any(before.values())
+    masks = blobs(4)
+    self_prior(model, masks.repeat(1, 3, 1, 1), masks, contextlib.nullcontext)
+    assert {name: m.training for name, m in model.named_modules()} == before
+
+
 def test_a_temporal_model_trained_on_its_own_prior_holds_still_where_the_frame_is_noise():
     """Frames whose box is faint under fresh noise each frame: a per-frame model flickers with the noise; the same
     network trained as a temporal model on its own prior with the temporal loss keeps what it saw (flicker

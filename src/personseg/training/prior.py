@@ -85,13 +85,14 @@ def self_prior(
     the prior for the batch itself; a share of samples gets no prior (first frames) or another sample's (cuts).
     Returns (prior, the previous frame's labels, 1 where the prior is the sample's own previous frame else 0)."""
     earlier, earlier_masks = previous_frame(x, masks)
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]  # each its own: --train-only's frozen norms
     model.eval()
     try:
         with autocast():
             prior = torch.sigmoid(model(with_prior(earlier, None, channels_last)).float())
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.train(training)
     prior, own = _first_frames_and_cuts(prior)
     return prior, earlier_masks, own
 
