@@ -89,14 +89,15 @@ def test_a_run_with_train_only_moves_the_branch_alone(tmp_path):
         **NET,
     )
     trainer.main(cfg)
-    state = read_checkpoint(tmp_path / "run" / "last.pt")["state_dict"]
+    last = read_checkpoint(tmp_path / "run" / "last.pt")
+    state = last["state_dict"]
     before = plain.state_dict()
     for key, value in state.items():
         if key.startswith("refine."):
             continue
         assert torch.equal(value, before[key]), f"{key} moved"  # weights and batch-norm statistics alike
     assert not torch.equal(state["refine.body.6.weight"], torch.zeros_like(state["refine.body.6.weight"]))
-    assert read_checkpoint(tmp_path / "run" / "last.pt")["meta"]["train_config"]["train_only"] == ["refine"]
+    assert last["meta"]["train_config"]["train_only"] == ["refine"]
 
 
 def test_a_model_without_the_branch_averages_with_checkpoints_from_before_the_option(tmp_path):
