@@ -196,6 +196,11 @@ class TrainConfig:
         "train against each convolution's weights rounded to N bits per output channel, as the int8 export "
         "rounds them (7: the shipped files); the float weights are what is updated and saved; 0: off",
     )
+    ema: float = _f(
+        0.0,
+        "score and save the exponential moving average of the weights with this decay per step (e.g. 0.995: about "
+        "the last 200 steps) instead of the weights of the last step; 0: off",
+    )
     early_stopping: int = _f(0, "stop after this many epochs without val IoU improvement (0: never)")
     # --- run
     output: str = _f("runs/train", "folder for checkpoints, logs and the resolved config")
@@ -275,6 +280,8 @@ class TrainConfig:
             raise ValueError("--temporal with --teacher: the teacher has no prior channel to learn from; pick one")
         if self.round_weights and not 2 <= self.round_weights <= 8:
             raise ValueError(f"--round-weights must be 0 (off) or 2-8 bits, got {self.round_weights}")
+        if self.ema and not 0 < self.ema < 1:
+            raise ValueError(f"--ema must be 0 (off) or in (0, 1), got {self.ema}")
         if isinstance(self.train_only, str):  # "train_only: refine" in a YAML file
             self.train_only = [self.train_only]
         if self.refine_channels is not None and (self.arch != "deeplabv3plus" or self.refine_channels < 4):

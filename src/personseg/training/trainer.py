@@ -29,6 +29,7 @@ from personseg.losses import drop_ignored, get_loss
 from personseg.models import make_checkpoint, read_checkpoint
 from personseg.models.checkpoint import atomic_save, unwrap
 from personseg.training import builders
+from personseg.training.averaging import WeightAverage
 from personseg.training.config import TrainConfig
 from personseg.training.distill import Distiller
 from personseg.training.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
@@ -167,6 +168,12 @@ class EpochContext:
     distiller: Distiller | None = None
     clock: RunClock | None = None
     rounding: contextlib.AbstractContextManager = contextlib.nullcontext()  # WeightRounding with --round-weights
+    average: WeightAverage | None = None  # with --ema
+
+    def scored_weights(self, model) -> contextlib.AbstractContextManager:
+        """The weights that are scored and saved in ``model`` while the block runs: the running average with
+        --ema (the block gets the live state dict), else the live weights (the block gets None)."""
+        return self.average.applied(model) if self.average is not None else contextlib.nullcontext()
 
 
 def train_one_epoch(ctx: EpochContext, epoch: int) -> float:
@@ -205,6 +212,8 @@ def train_one_epoch(ctx: EpochContext, epoch: int) -> float:
             torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.cfg.grad_clip)
         ctx.scaler.step(ctx.optimizer)
         ctx.scaler.update()
+        if ctx.average is not None:
+            ctx.average.update(unwrap(ctx.model))
         total += torch.tensor([loss.item() * len(images), len(images)], dtype=torch.float64)
         if ctx.clock is not None:
             ctx.clock.step()
@@ -307,11 +316,17 @@ def check_names(cfg: TrainConfig) -> None:
     get_loss(cfg.loss)
 
 
-def restore(ckpt_path: Path, model, optimizer, scheduler, scaler, cfg: TrainConfig) -> tuple[int, float, int]:
-    """Load ``last.pt`` into the live objects; returns (next epoch, best score, stale epochs)."""
+def restore(
+    ckpt_path: Path, model, optimizer, scheduler, scaler, cfg: TrainConfig
+) -> tuple[int, float, int, dict | None]:
+    """Load ``last.pt`` into the live objects; returns (next epoch, best score, stale epochs, the weight average's
+    state or None). A run with --ema saved its average as the weights and the live ones beside the train state."""
     ckpt = read_checkpoint(ckpt_path)
-    model.load_state_dict(ckpt["state_dict"])
     ts = ckpt["train_state"]
+    model.load_state_dict(ts.get("live_weights", ckpt["state_dict"]))
+    average = ts.get("average")
+    if average is not None and not cfg.ema:
+        log.info("%s was trained with --ema; resumed without it: training goes on from the live weights", ckpt_path)
     optimizer.load_state_dict(ts["optimizer"])
     if not ts["optimizer"]["state"]:
         log.info("%s carries no optimizer moments (scripts/carry_checkpoint.py): Adam starts them afresh", ckpt_path)
@@ -324,13 +339,16 @@ def restore(ckpt_path: Path, model, optimizer, scheduler, scaler, cfg: TrainConf
     if ts.get("scaler"):
         scaler.load_state_dict(ts["scaler"])
     _set_rng_state(ts["rng"])
-    return ts["epoch"] + 1, ts["best_iou"], ts["stale"]
+    return ts["epoch"] + 1, ts["best_iou"], ts["stale"], average
 
 
-def save_epoch(out: Path, model, ctx: EpochContext, scheduler, epoch: int, metrics, best: float, stale: int, improved):
+def save_epoch(
+    out: Path, model, ctx: EpochContext, scheduler, epoch: int, metrics, best: float, stale: int, improved, live=None
+):
     """``last.pt`` (weights + what --resume needs) every epoch, ``best.pt`` (weights only) when it improved, and
     with ``--keep-epochs`` this epoch's weights as ``epochNNN.pt``: the trainer's pick (in-loop, letterboxed) and the
-    full-resolution benchmark do not always agree, and a pick by the benchmark must be a file that stays."""
+    full-resolution benchmark do not always agree, and a pick by the benchmark must be a file that stays.
+    With --ema ``model`` holds the average (what was scored) and ``live`` the live weights, kept in last.pt only."""
     train_state = {
         "epoch": epoch,
         "best_iou": best,
@@ -340,6 +358,9 @@ def save_epoch(out: Path, model, ctx: EpochContext, scheduler, epoch: int, metri
         "scaler": ctx.scaler.state_dict(),
         "rng": _rng_state(),
     }
+    if ctx.average is not None:
+        train_state["live_weights"] = {k: v.detach().cpu() for k, v in live.items()}
+        train_state["average"] = {**ctx.average.state_dict(), "shadow": None}  # the shadow is the saved weights
     ckpt = make_checkpoint(model, checkpoint_meta(ctx.cfg, epoch, metrics), train_state)
     atomic_save(ckpt, out / "last.pt")
     del ckpt["train_state"]
@@ -399,16 +420,20 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     loss_fn = get_loss(cfg.loss)
     normalize = Normalizer(cfg.mean, cfg.std, device, cfg.channels_last)
 
-    start_epoch, best_iou, stale = 1, -1.0, 0
+    start_epoch, best_iou, stale, saved_average = 1, -1.0, 0, None
     if cfg.resume:
-        start_epoch, best_iou, stale = restore(out / "last.pt", model, optimizer, scheduler, scaler, cfg)
+        start_epoch, best_iou, stale, saved_average = restore(out / "last.pt", model, optimizer, scheduler, scaler, cfg)
         if info.is_main:
             log.info("resumed from %s at epoch %d", out / "last.pt", start_epoch)
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    if average is not None and saved_average is not None:
+        average.load_state_dict({**saved_average, "shadow": read_checkpoint(out / "last.pt")["state_dict"]})
 
     train_model = torch.compile(model) if cfg.compile else model
     if info.enabled:
         train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
     ctx = EpochContext(train_model, train_loader, optimizer, loss_fn, normalize, autocast, scaler, cfg, info, distiller)
+    ctx.average = average
     if cfg.round_weights:
         ctx.rounding = WeightRounding(model, cfg.round_weights)
     if info.is_main:
@@ -436,41 +461,44 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                 # BatchNorm running stats drift apart per rank; evaluate (and save) rank 0's model everywhere.
                 for buffer in unwrap(model).buffers():
                     torch.distributed.broadcast(buffer, 0)
-            with ctx.rounding:  # scored as the int8 export will round the weights
-                per_source = {
-                    name: evaluate(model, loader, loss_fn, normalize, autocast, info, f"val {name}", cfg.temporal)
-                    for name, loader in val_loaders.items()
+                for mean in average.shadow.values() if average is not None else ():
+                    torch.distributed.broadcast(mean, 0)
+            with ctx.scored_weights(model) as live:  # the running average with --ema
+                with ctx.rounding:  # scored as the int8 export will round the weights
+                    per_source = {
+                        name: evaluate(model, loader, loss_fn, normalize, autocast, info, f"val {name}", cfg.temporal)
+                        for name, loader in val_loaders.items()
+                    }
+                val = _pool(per_source, {k: len(v) for k, v in val_sets.items()})
+                score = _selection_score(val, per_source, cfg.select_sources)
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(val["loss"])
+                elif scheduler is not None:
+                    scheduler.step()
+                improved = score > best_iou
+                best_iou, stale = (score, 0) if improved else (best_iou, stale + 1)
+                row = {
+                    "epoch": epoch,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "train_loss": train_loss,
+                    "val_loss": val["loss"],
+                    "val_dice": val["dice"],
+                    "val_iou": val["iou"],
+                    "val_pixel_accuracy": val["pixel_accuracy"],
+                    "val_select": score,
+                    "seconds": round(time.time() - t0, 1),
                 }
-            val = _pool(per_source, {k: len(v) for k, v in val_sets.items()})
-            score = _selection_score(val, per_source, cfg.select_sources)
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(val["loss"])
-            elif scheduler is not None:
-                scheduler.step()
-            improved = score > best_iou
-            best_iou, stale = (score, 0) if improved else (best_iou, stale + 1)
-            row = {
-                "epoch": epoch,
-                "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": train_loss,
-                "val_loss": val["loss"],
-                "val_dice": val["dice"],
-                "val_iou": val["iou"],
-                "val_pixel_accuracy": val["pixel_accuracy"],
-                "val_select": score,
-                "seconds": round(time.time() - t0, 1),
-            }
-            if info.is_main:
-                metrics = {"overall": val, **per_source}
-                save_epoch(out, model, ctx, scheduler, epoch, metrics, best_iou, stale, improved)
-                _append_history(history_path, row)
-                _log_epoch(writer, row, per_source, epoch)
-                if cfg.vis_every and epoch % cfg.vis_every == 0:
-                    first = next(iter(val_loaders.values()))
-                    with ctx.rounding:  # drawn at the weights the figures above were scored with
-                        grid = _val_grid(model, first, normalize, autocast, cfg.vis_images, cfg.temporal)
-                    save_grid(grid, out / "val_predictions.png")
-                    writer.add_image("val/predictions", grid, epoch, dataformats="HWC")
+                if info.is_main:
+                    metrics = {"overall": val, **per_source}
+                    save_epoch(out, model, ctx, scheduler, epoch, metrics, best_iou, stale, improved, live)
+                    _append_history(history_path, row)
+                    _log_epoch(writer, row, per_source, epoch)
+                    if cfg.vis_every and epoch % cfg.vis_every == 0:
+                        first = next(iter(val_loaders.values()))
+                        with ctx.rounding:  # drawn at the weights the figures above were scored with
+                            grid = _val_grid(model, first, normalize, autocast, cfg.vis_images, cfg.temporal)
+                        save_grid(grid, out / "val_predictions.png")
+                        writer.add_image("val/predictions", grid, epoch, dataformats="HWC")
                 log.info(
                     "epoch %d: train %.4f | val loss %.4f dice %.4f iou %.4f acc %.4f mae %.4f select %.4f"
                     " | %s | %.0fs",
