@@ -6,10 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from personseg.data.beside import BesideObjects
+from personseg.data.beside import BesideObjects, cushion_shading
 from personseg.data.folder import IGNORE, PairedFolder
 from personseg.data.mixture import TrainMixture
 from personseg.data.transforms import train_transform
+from personseg.training.config import TrainConfig
 from synthetic import ellipse, paint, person
 
 
@@ -99,6 +100,44 @@ def test_large_shapes_go_around_the_person_on_both_sides():
         moved = np.abs(small(img, mask, np.random.default_rng(seed)).astype(int) - img.astype(int)).max(axis=2) > 0
         assert not (moved[:, :85].any() and moved[:, 116:].any()), seed
     assert sum(both) >= 24, sum(both)
+
+
+def test_a_cushion_is_darkest_at_its_edge_and_seams_and_full_inside():
+    shape = np.zeros((120, 160), np.float32)
+    shape[10:110, 10:150] = 1.0
+    light = cushion_shading(np.random.default_rng(3), shape)
+    assert light.shape == shape.shape and light.dtype == np.float32
+    assert light.min() == pytest.approx(0.45) and light.max() == pytest.approx(1.05)
+    inside = light[10:110, 10:150]
+    middle = inside[20:-20, 20:-20]
+    assert np.median(middle) > 0.95  # most of the cushion is full
+    assert inside[0].mean() < 0.7 and inside[:, 0].mean() < 0.7  # its edge is dark
+    assert light[0].max() == pytest.approx(0.45)  # outside the shape: the darkest (the shape's alpha hides it)
+    # a seam crosses the inside: a line of dark pixels far from the edge
+    assert (middle < 0.6).mean() > 0.01
+
+
+def test_cushions_are_muted_and_shaded_where_plain_large_shapes_are_not():
+    """The same shapes with ``cushions=1``: duller (nearer their grey) and with more dark pixels than flat ones."""
+    mask = ellipse(200, 200, (100, 100), (40, 12))
+    img, mask = paint(mask, np.random.default_rng(0)), mask.astype(np.float32)
+    flat = BesideObjects([_photo()], prob=1.0, max_objects=1, large=1.0)
+    padded = BesideObjects([_photo()], prob=1.0, max_objects=1, large=1.0, cushions=1.0)
+    spread = {"flat": [], "padded": []}
+    for seed in range(20):
+        for name, objects in (("flat", flat), ("padded", padded)):
+            out = objects(img, mask, np.random.default_rng(seed)).astype(np.float32)
+            changed = np.abs(out - img).max(axis=2) > 0
+            if changed.sum() > 500:
+                pixels = out[changed]
+                spread[name].append(np.abs(pixels - pixels.mean(axis=1, keepdims=True)).mean())
+        assert np.array_equal(padded(img, mask, np.random.default_rng(seed))[mask > 0.5], img[mask > 0.5])
+    assert np.mean(spread["padded"]) < 0.7 * np.mean(spread["flat"])  # colours muted towards grey
+    with pytest.raises(ValueError, match="cushions must lie in"):
+        BesideObjects([], prob=0.5, cushions=2.0)
+    with pytest.raises(ValueError, match="--beside-cushions is a share of --beside-large's shapes"):
+        TrainConfig(beside_objects=0.3, beside_cushions=0.5)
+    assert TrainConfig(beside_objects=0.3, beside_large=0.4, beside_cushions=0.5).beside_cushions == 0.5
 
 
 def test_the_share_decides_and_a_scene_without_a_person_is_left_alone():

@@ -12,6 +12,11 @@ The shapes are smooth blobs (chairs, animals, bags) or turned rectangles (poster
 height, centred just outside a point of their outline so that they touch it. A share ``large`` of them is drawn
 around the person instead: 0.8-1.4 times their height, centred near their middle, as the armchair the boy sits in
 surrounds him (the small shapes never did: both shipped models kept that chair).
+
+The large shapes were still flat, saturated stickers, which a network tells from a real chair by its look alone
+(every model through session 44 kept the boy's armchair: IoU 0.41-0.44 where MediaPipe scores 0.81). A share
+``cushions`` of the large shapes is drawn as upholstery instead (:func:`cushion_shading`): the texture muted towards
+grey, split by one or two seams into cushions, each darker towards its edges and seams as a padded cushion is.
 """
 
 from __future__ import annotations
@@ -45,6 +50,32 @@ def _blob(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return cv2.GaussianBlur(shape.astype(np.float32), (3, 3), 0)
 
 
+def cushion_shading(rng: np.random.Generator, shape: np.ndarray) -> np.ndarray:
+    """Light on upholstery, for a float ``shape`` (HxW in [0, 1]): float32 HxW in [0.45, 1.05], brightest in the
+    middle of each cushion and darkest at the shape's edge and along one or two seams across it."""
+    h, w = shape.shape
+    solid = (shape > 0.5).astype(np.uint8)
+    for _ in range(int(rng.integers(1, 3))):  # seams: where one cushion meets the next
+        if rng.random() < 0.5:
+            x = int(w * rng.uniform(0.3, 0.7))
+            cv2.line(solid, (x, 0), (x + int(w * rng.uniform(-0.1, 0.1)), h - 1), 0, max(1, w // 60))
+        else:
+            y = int(h * rng.uniform(0.3, 0.7))
+            cv2.line(solid, (0, y), (w - 1, y + int(h * rng.uniform(-0.1, 0.1))), 0, max(1, h // 60))
+    depth = cv2.distanceTransform(cv2.copyMakeBorder(solid, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0), cv2.DIST_L2, 3)
+    depth = depth[1:-1, 1:-1]
+    padding = max(2.0, rng.uniform(0.06, 0.15) * min(h, w))  # how far in from a seam the cushion is full
+    puff = np.sqrt(np.clip(depth / padding, 0.0, 1.0))
+    return (0.45 + 0.6 * puff).astype(np.float32)
+
+
+def _muted(tex: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``tex`` moved part of the way to its own grey: upholstery prints are rarely a flag's colours."""
+    grey = tex.mean(axis=2, keepdims=True)
+    k = rng.uniform(0.3, 0.8)
+    return tex * (1 - k) + grey * k
+
+
 def _sides(size: float, aspect: float) -> tuple[int, int]:
     """(height, width) of a shape of geometric-mean side ``size`` and height/width ``aspect``, at least 8 px each."""
     return max(8, int(size * np.sqrt(aspect))), max(8, int(size / np.sqrt(aspect)))
@@ -56,7 +87,8 @@ class BesideObjects:
     ``image``: uint8 HxWx3; ``mask``: float32 HxW in [0, 1], with ``data.folder.IGNORE`` (-1) where the label is
     unknown (nothing is pasted there). ``backgrounds``: person-free photos for the photo textures (none: patterns
     and cloth only). ``large``: share of shapes drawn around the person (0.8-1.4x their height) instead of beside
-    them. Samples with fewer than 64 person pixels come back as they are, as does the label always.
+    them. ``cushions``: share of those large shapes drawn as upholstery (:func:`cushion_shading`). Samples with
+    fewer than 64 person pixels come back as they are, as does the label always.
     """
 
     def __init__(
@@ -66,11 +98,14 @@ class BesideObjects:
         pattern_kinds: Sequence[str] = KINDS,
         max_objects: int = 3,
         large: float = 0.0,
+        cushions: float = 0.0,
     ) -> None:
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"prob must lie in [0, 1], got {prob}")
         if not 0.0 <= large <= 1.0:
             raise ValueError(f"large must lie in [0, 1], got {large}")
+        if not 0.0 <= cushions <= 1.0:
+            raise ValueError(f"cushions must lie in [0, 1], got {cushions}")
         if max_objects < 1:
             raise ValueError(f"max_objects must be >= 1, got {max_objects}")
         self.backgrounds = list(backgrounds)
@@ -78,6 +113,7 @@ class BesideObjects:
         self.pattern_kinds = check_kinds(pattern_kinds)
         self.max_objects = max_objects
         self.large = large
+        self.cushions = cushions
         # Which texture each shape takes, by TEXTURES' shares; no photo textures without background photos.
         self.texture_names = [name for name, _ in TEXTURES]
         shares = np.array([0.0 if name == "photo" and not self.backgrounds else p for name, p in TEXTURES])
@@ -134,7 +170,9 @@ class BesideObjects:
         free = np.where(mask < 0, 0.0, 1.0 - np.clip(mask, 0.0, 1.0)).astype(np.float32)
         out = image.astype(np.float32)
         for _ in range(1 + int(rng.integers(self.max_objects))):
+            cushion = False
             if self.large and rng.random() < self.large:  # around them: an armchair, a sofa, a rack behind
+                cushion = bool(self.cushions) and rng.random() < self.cushions
                 size = float(np.clip(person_h * rng.uniform(0.8, 1.4), 12, 2 * max(height, width)))
                 h, w = _sides(size, rng.uniform(0.6, 1.5))
                 # Centred within a fifth of its size of the person's middle: it covers the middle, so it touches.
@@ -152,8 +190,12 @@ class BesideObjects:
             sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y0 + h, height), min(x0 + w, width)
             if sy1 <= sy0 or sx1 <= sx0:
                 continue
-            shape = _blob(rng, h, w)[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
-            tex = self._texture(rng, h, w, image, inside)[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
+            whole = _blob(rng, h, w)
+            shape = whole[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
+            tex = self._texture(rng, h, w, image, inside)
+            if cushion:
+                tex = _muted(tex, rng) * cushion_shading(rng, whole)[..., None]
+            tex = tex[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
             a = (shape * free[sy0:sy1, sx0:sx1])[..., None]
             region = out[sy0:sy1, sx0:sx1]
             region[:] = region * (1 - a) + tex * a

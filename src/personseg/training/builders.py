@@ -141,7 +141,9 @@ def build_datasets(cfg: TrainConfig, train_size: int | None = None) -> tuple[Tra
         pair_transform=train_transform(train_size, cfg.letterbox_prob, cfg.aug_strength, cfg.resize),
         composite_transform=composite_transform(cfg.aug_strength),
         seed=cfg.seed,
-        objects=BesideObjects(backgrounds, cfg.beside_objects, cfg.pattern_kinds, large=cfg.beside_large)
+        objects=BesideObjects(
+            backgrounds, cfg.beside_objects, cfg.pattern_kinds, large=cfg.beside_large, cushions=cfg.beside_cushions
+        )
         if cfg.beside_objects
         else None,
     )

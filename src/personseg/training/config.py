@@ -37,7 +37,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 #: Options that are shares of the composited samples: each in [0, 1], and only meaningful with compositing on.
 COMPOSITE_SHARES = ("pattern_backgrounds", "rotate_people")
-SHARES = (*COMPOSITE_SHARES, "beside_objects", "beside_large", "shape_crops")
+SHARES = (*COMPOSITE_SHARES, "beside_objects", "beside_large", "beside_cushions", "shape_crops")
 
 
 def split_matte_entry(entry: str) -> tuple[str, str]:
@@ -152,6 +152,11 @@ class TrainConfig:
         "share of --beside-objects' shapes drawn around the person instead of beside them (0.8-1.4x their height, "
         "centred on them): the armchair someone sits in, a sofa, a rack behind",
     )
+    beside_cushions: float = _f(
+        0.0,
+        "share of --beside-large's shapes drawn as upholstery: muted colours, seams, darker towards edges and seams "
+        "(a padded armchair, not a flat sticker)",
+    )
     skip_invalid: bool = _f(False, "skip broken pairs with a warning instead of failing")
     cache_max_side: int = _f(512, "keep images in memory downscaled to this long side (0: decode every time)")
     samples_per_epoch: int = _f(0, "training samples per epoch (0: the number of training pairs)")
@@ -264,6 +269,8 @@ class TrainConfig:
                 raise ValueError(f"{flag} acts on composited people: it needs --composite-weight > 0")
         if self.beside_large > 0 and self.beside_objects <= 0:
             raise ValueError("--beside-large is a share of --beside-objects' shapes: it needs --beside-objects > 0")
+        if self.beside_cushions > 0 and self.beside_large <= 0:
+            raise ValueError("--beside-cushions is a share of --beside-large's shapes: it needs --beside-large > 0")
         if isinstance(self.pattern_kinds, str):  # "pattern_kinds: flag" in a YAML file
             self.pattern_kinds = [self.pattern_kinds]
         check_kinds(self.pattern_kinds, "--pattern-kinds")
