@@ -5,6 +5,7 @@ repository. ``last.pt`` holds the weights plus Adam's two moments per weight (th
 for DeepLabV3+/EfficientNet-Lite2). The copy keeps the weights, the epoch, the learning-rate schedule (the
 optimizer's parameter groups included), the AMP scaler and the random state, and drops the moments; on
 ``--resume`` Adam starts them afresh (logged), which costs a few steps of a noisier update, not the run.
+A run with ``--ema`` also keeps its live weights beside the averaged ones, so its copy is twice the weights' size.
 
     python scripts/carry_checkpoint.py runs/personseg-default-v8-lite2/last.pt \
         --output checkpoints/personseg-default-v8-resume.pt

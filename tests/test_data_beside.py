@@ -118,7 +118,7 @@ def test_a_cushion_is_darkest_at_its_edge_and_seams_and_full_inside():
 
 
 def test_cushions_are_muted_and_shaded_where_plain_large_shapes_are_not():
-    """The same shapes with ``cushions=1``: duller (nearer their grey) and with more dark pixels than flat ones."""
+    """The same shapes with ``cushions=1``: duller (nearer their grey) than flat ones, the person untouched."""
     mask = ellipse(200, 200, (100, 100), (40, 12))
     img, mask = paint(mask, np.random.default_rng(0)), mask.astype(np.float32)
     flat = BesideObjects([_photo()], prob=1.0, max_objects=1, large=1.0)

@@ -28,10 +28,17 @@ def test_the_average_moves_by_one_minus_decay_a_step_and_lags_steady_weights_by_
         average.update(net)
         expected = 0.9 * expected + 0.1 * net[0].weight.detach()
     torch.testing.assert_close(average.shadow["0.weight"], expected)
+    expected_var = average.shadow["1.running_var"].clone()
     # steps of +1 leave the average decay / (1 - decay) = 9 steps behind
     lag = (net[0].weight - average.shadow["0.weight"]).mean().item()
     assert lag == pytest.approx(9.0, abs=0.05)
-    assert average.shadow["1.num_batches_tracked"].dtype == torch.long  # integer buffers are copied, not averaged
+    net.train()
+    for _ in range(3):
+        net(torch.randn(4, 1, 3, 3))
+    average.update(net)
+    assert int(average.shadow["1.num_batches_tracked"]) == 3  # integer buffers are copied, not averaged
+    running = 0.9 * expected_var + 0.1 * net[1].running_var.detach()
+    torch.testing.assert_close(average.shadow["1.running_var"], running)  # float buffers are averaged
 
 
 def test_applied_swaps_the_average_in_and_the_live_weights_back_even_on_error():
@@ -70,11 +77,18 @@ def test_a_run_saves_the_average_and_resumes_both_weights(tmp_path):
     epoch_file = read_checkpoint(tmp_path / "run" / "epoch001.pt")["state_dict"]
     assert all(torch.equal(epoch_file[k], saved[k]) for k in saved)
 
-    # one more epoch, resumed: the live weights continue (not the average) and the average keeps its count
+    # one more epoch, resumed: the live weights and the average both go on exactly as in a run never stopped
     cfg2 = tiny_config(data, data, tmp_path / "run", ema=0.9, epochs=2, lr=0.05, resume=True)
     trainer.main(cfg2)
-    second = read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]
+    trainer.main(tiny_config(data, data, tmp_path / "fresh", ema=0.9, epochs=2, lr=0.05))
+    resumed = read_checkpoint(tmp_path / "run" / "last.pt")
+    fresh = read_checkpoint(tmp_path / "fresh" / "last.pt")
+    second = resumed["train_state"]
     assert second["average"]["updates"] == 8
+    for key, tensor in fresh["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][key], tensor, rtol=0, atol=1e-6, msg=f"average {key}")
+        live = fresh["train_state"]["live_weights"][key]
+        torch.testing.assert_close(second["live_weights"][key], live, rtol=0, atol=1e-6, msg=f"live {key}")
 
     # resumed without --ema: training goes on from the live weights (restore puts them in the model), and the
     # next last.pt carries no average

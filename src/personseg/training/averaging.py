@@ -16,10 +16,13 @@ weights back after.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 class WeightAverage:
@@ -60,6 +63,8 @@ class WeightAverage:
     def load_state_dict(self, state: dict) -> None:
         if set(state["shadow"]) != set(self.shadow):
             raise ValueError("the saved weight average does not match this model's tensors")
+        if state.get("decay") not in (None, self.decay):
+            log.info("the running average was kept with decay %s; it goes on with --ema %s", state["decay"], self.decay)
         self.updates = int(state["updates"])
         for name, value in state["shadow"].items():
             self.shadow[name].copy_(value)
