@@ -35,7 +35,7 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "personseg-default": ShippedModel(
         filename="personseg-default.onnx",
-        sha256="47aaab7293c5fa995bb4c0479deffeb320ee355c6a97b1c93a9a0ff2750e169c",
+        sha256="60a1522b754dbdd426170e4388d59b92d821f8adb6cb7aa695a6d805a7ddebd2",
         description="best quality (EfficientNet-Lite2), int8, each photo at its own shape within 320x320 pixels, with "
         "a second look at the people: for photos",
         input_size=(320, 320),
