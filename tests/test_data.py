@@ -381,6 +381,25 @@ def test_pattern_backgrounds_have_hard_edges(kind):
         patterns.pattern_background(np.random.default_rng(0), 32, "zebra")
 
 
+def test_the_leaf_print_is_muted_dense_and_outlined_and_older_runs_do_not_draw_it():
+    from personseg.training.config import TrainConfig
+
+    saturation = []
+    for seed in range(6):
+        image = patterns.pattern_background(np.random.default_rng(seed), 200, "leaves")
+        saturation.append((image.max(axis=2) - image.min(axis=2)).mean())  # how far apart the channels are
+        # dense and outlined: most of the picture is leaves, so edges are everywhere, not in a few places
+        edges = np.abs(np.diff(image.mean(axis=2), axis=1)) > 6
+        cells = edges[:, :195].reshape(5, 40, 5, 39).any(axis=(1, 3))  # a 5x5 grid of the picture
+        assert edges.mean() > 0.05 and cells.all(), f"seed {seed}: {edges.mean():.3f}, {cells.sum()} of 25 cells"
+    floral = [patterns.pattern_background(np.random.default_rng(s), 200, "floral") for s in range(6)]
+    # muted: on average half as far from grey as the floral blotches' colours
+    assert np.mean(saturation) < 0.5 * np.mean([(f.max(axis=2) - f.min(axis=2)).mean() for f in floral])
+    assert "leaves" in patterns.KINDS and "leaves" not in patterns.DEFAULT_KINDS
+    assert TrainConfig().pattern_kinds == list(patterns.DEFAULT_KINDS)  # a config naming no kinds: as before
+    assert TrainConfig(pattern_kinds=["leaves"]).pattern_kinds == ["leaves"]
+
+
 def test_compositor_puts_patterns_behind_people_only():
     background = np.broadcast_to(BG_COLOUR, (50, 50, 3)).copy()
     plain = Compositor([_opaque_person()], [background], size=40, pattern_prob=0.0)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from personseg.data.patterns import KINDS, check_kinds, pattern_background
+from personseg.data.patterns import DEFAULT_KINDS, check_kinds, pattern_background
 
 #: (texture source, probability): synthetic patterns, crops of the background photos, cloth from the person.
 TEXTURES = (("pattern", 0.45), ("photo", 0.4), ("cloth", 0.15))
@@ -95,7 +95,7 @@ class BesideObjects:
         self,
         backgrounds: Sequence[np.ndarray],
         prob: float,
-        pattern_kinds: Sequence[str] = KINDS,
+        pattern_kinds: Sequence[str] = DEFAULT_KINDS,
         max_objects: int = 3,
         large: float = 0.0,
         cushions: float = 0.0,

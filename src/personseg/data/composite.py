@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from personseg.data.folder import IMAGE_EXTENSIONS, PairedFolder
-from personseg.data.patterns import KINDS, check_kinds, pattern_background
+from personseg.data.patterns import DEFAULT_KINDS, check_kinds, pattern_background
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Compositor:
         size: int,
         max_people: int = 3,
         pattern_prob: float = 0.0,
-        pattern_kinds: Sequence[str] = KINDS,
+        pattern_kinds: Sequence[str] = DEFAULT_KINDS,
         rotate_prob: float = 0.0,
     ) -> None:
         if not foregrounds or not backgrounds:

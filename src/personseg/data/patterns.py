@@ -4,8 +4,11 @@ The wallpapers in ``../shared/data/backgrounds`` are mostly smooth landscapes an
 people in front of flags, striped curtains, posters and tiled walls, and a small network that never saw hard-edged,
 saturated shapes behind a person tends to keep them as foreground (the flag beside Grace Hopper in the bundled
 photo). ``pattern_background`` draws such a scene procedurally so the compositor can mix it in. The floral print
-stands for upholstery and printed cloth: both shipped models took the flowered armchair a boy sits in (a coco_train
-validation photo) for part of him.
+stands for printed cloth. The leaf print (``leaves``, session 45) stands for upholstery: outlined leaves with a
+midrib, in muted tones a little lighter or darker than a muted ground. Every model through session 45 takes the
+leaf-printed swing seat a boy sits in (a coco_train validation photo) for part of him, and blurring the seat's print
+away in that photo lifts the default from 0.41 to 0.89 IoU: the print is what it takes for a person; the floral
+blotches, saturated and unoutlined, do not look like it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-KINDS = ("stripes", "flag", "plaid", "blocks", "floral")
+KINDS = ("stripes", "flag", "plaid", "blocks", "floral", "leaves")
+#: What a run draws when its config names no kinds: the kinds from before ``leaves``, so older runs stay the same.
+DEFAULT_KINDS = KINDS[:5]
 
 
 def check_kinds(kinds: Sequence[str], name: str = "pattern kinds") -> tuple[str, ...]:
@@ -80,15 +85,53 @@ def _floral(rng: np.random.Generator, size: int) -> np.ndarray:
     return image
 
 
+def _leaves(rng: np.random.Generator, size: int) -> np.ndarray:
+    """An upholstery print: leaves 6-20% of the side, each outlined, with a midrib, at any angle and overlapping,
+    in tones of one muted hue a little lighter or darker than a muted ground."""
+    grey = rng.uniform(70, 200)
+    tint = _colour(rng)
+    mute = rng.uniform(0.6, 0.9)
+    ground = np.clip(grey + (tint - tint.mean()) * (1 - mute), 0, 255)
+    canvas = np.empty((size, size, 3), np.uint8)
+    canvas[:] = ground.astype(np.uint8)
+    motif = rng.uniform(0.06, 0.2) * size
+    t = np.linspace(-1.0, 1.0, 24)
+    for _ in range(int(rng.uniform(3.0, 6.0) * (size / motif) ** 2)):  # a leaf covers ~1/4 of motif^2: dense
+        length = motif * rng.uniform(0.7, 1.3)
+        width = length * rng.uniform(0.25, 0.45)
+        half = 0.5 * width * (1 - t**2) ** 0.8  # pointed at both ends
+        outline = np.concatenate(
+            [np.stack([t, half / length * 2], 1), np.stack([t[::-1], -half[::-1] / length * 2], 1)]
+        )
+        angle = rng.uniform(0, np.pi)
+        rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        centre = rng.uniform(-0.1, 1.1, 2) * size
+        pts = (outline * length / 2) @ rot.T + centre
+        shade = rng.choice([-1.0, 1.0]) * rng.uniform(25, 80)
+        fill = np.clip(ground + shade + rng.normal(0, 10, 3), 0, 255)
+        line = np.clip(ground + shade - np.sign(shade) * rng.uniform(30, 70), 0, 255)
+        poly = [np.round(pts).astype(np.int32)]
+        cv2.fillPoly(canvas, poly, fill.tolist(), lineType=cv2.LINE_AA)
+        thickness = max(1, int(round(size / 200)))
+        cv2.polylines(canvas, poly, True, line.tolist(), thickness, lineType=cv2.LINE_AA)
+        tip = (np.array([[-1.0, 0.0], [1.0, 0.0]]) * length / 2) @ rot.T + centre
+        a, b = np.round(tip).astype(np.int32)
+        cv2.line(canvas, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), line.tolist(), thickness, cv2.LINE_AA)
+    return canvas.astype(np.float32)
+
+
 def pattern_background(rng: np.random.Generator, size: int, kind: str | None = None) -> np.ndarray:
-    """A ``size`` x ``size`` x 3 float32 RGB picture in [0, 255] of ``kind`` (one of ``KINDS``; random if None)."""
+    """A ``size`` x ``size`` x 3 float32 RGB picture in [0, 255] of ``kind`` (one of ``KINDS``; random among
+    ``DEFAULT_KINDS`` if None)."""
     if kind is None:
-        kind = KINDS[rng.integers(len(KINDS))]
+        kind = DEFAULT_KINDS[rng.integers(len(DEFAULT_KINDS))]
     elif kind not in KINDS:
         raise ValueError(f"unknown pattern kind {kind!r}; choose from {', '.join(KINDS)}")
     x, y = _coords(rng, size)
     if kind == "floral":
         image = _floral(rng, size)
+    elif kind == "leaves":
+        image = _leaves(rng, size)
     elif kind == "blocks":
         image = np.empty((size, size, 3), np.float32)
         image[:] = _palette(rng, 1)[0]

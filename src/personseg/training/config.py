@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from personseg.data.patterns import DEFAULT_KINDS as DEFAULT_PATTERN_KINDS
 from personseg.data.patterns import KINDS as PATTERN_KINDS
 from personseg.data.patterns import check_kinds
 from personseg.data.split import check_patterns
@@ -134,7 +135,7 @@ class TrainConfig:
         0.0, "share of composited backgrounds drawn as synthetic stripes, flags, plaids and colour blocks"
     )
     pattern_kinds: list[str] = _f(
-        list(PATTERN_KINDS),
+        list(DEFAULT_PATTERN_KINDS),
         "which synthetic patterns --pattern-backgrounds and --beside-objects draw",
         nargs="+",
         choices=PATTERN_KINDS,
