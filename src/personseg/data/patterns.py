@@ -96,6 +96,7 @@ def _leaves(rng: np.random.Generator, size: int) -> np.ndarray:
     canvas[:] = ground.astype(np.uint8)
     motif = rng.uniform(0.06, 0.2) * size
     t = np.linspace(-1.0, 1.0, 24)
+    thickness = max(1, int(round(size / 200)))
     for _ in range(int(rng.uniform(3.0, 6.0) * (size / motif) ** 2)):  # a leaf covers ~1/4 of motif^2: dense
         length = motif * rng.uniform(0.7, 1.3)
         width = length * rng.uniform(0.25, 0.45)
@@ -112,7 +113,6 @@ def _leaves(rng: np.random.Generator, size: int) -> np.ndarray:
         line = np.clip(ground + shade - np.sign(shade) * rng.uniform(30, 70), 0, 255)
         poly = [np.round(pts).astype(np.int32)]
         cv2.fillPoly(canvas, poly, fill.tolist(), lineType=cv2.LINE_AA)
-        thickness = max(1, int(round(size / 200)))
         cv2.polylines(canvas, poly, True, line.tolist(), thickness, lineType=cv2.LINE_AA)
         tip = (np.array([[-1.0, 0.0], [1.0, 0.0]]) * length / 2) @ rot.T + centre
         a, b = np.round(tip).astype(np.int32)

@@ -325,6 +325,8 @@ def restore(
     ts = ckpt["train_state"]
     model.load_state_dict(ts.get("live_weights", ckpt["state_dict"]))
     average = ts.get("average")
+    if average is not None:  # the average itself is what the file saved as its weights
+        average = {**average, "shadow": ckpt["state_dict"]}
     if average is not None and not cfg.ema:
         log.info("%s was trained with --ema; resumed without it: training goes on from the live weights", ckpt_path)
     optimizer.load_state_dict(ts["optimizer"])
@@ -427,7 +429,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             log.info("resumed from %s at epoch %d", out / "last.pt", start_epoch)
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
     if average is not None and saved_average is not None:
-        average.load_state_dict({**saved_average, "shadow": read_checkpoint(out / "last.pt")["state_dict"]})
+        average.load_state_dict(saved_average)
 
     train_model = torch.compile(model) if cfg.compile else model
     if info.enabled:
