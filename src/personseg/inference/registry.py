@@ -42,7 +42,7 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     ),
     "personseg-fast": ShippedModel(
         filename="personseg-fast.onnx",
-        sha256="b40d5498c4b38af9de20abb43829c164f126af12861b666aa5e3adf414e78133",
+        sha256="5d68f5dc38459880a7639b5625ce17a1c2ac72aa30f41bf729c0a8c6b8bb3b9e",
         description="EfficientNet-Lite2 to stride 32 at 256x192 turned to the frame (stretched), int8: for live "
         "video and slow CPUs",
         input_size=(256, 192),
