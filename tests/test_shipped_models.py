@@ -79,11 +79,11 @@ def test_shipped_model_finds_the_person_in_a_real_photo(name, photo):
 # astronaut's left may be kept, and the helmet in her hands is kept whole or not at all, never half. With 7-bit
 # weights (every CPU alike): the v27 default (since session 45, fit within 320x320) flag strip 0.05 (float 0.14),
 # helmet 0.08; the v17 default (sessions 30-44) 0.09 (float 0.16) and 0.09; the v8 default before it 0.08 and
-# 0.11 (at a 384 square 0.04 and 0.10); the fast model since
-# session 33 (v14, Lite2 to stride 32, at 256x192 turned to the photo) 0.03 and 0.08 (at 224 since session 26: 0.02
-# and 0.11, a faint ghost of the helmet that failed this test); the fast model of sessions 11-25 (v3 weights at 192)
-# 0.11 and 0.06; the v3 default before it 0.13 and 0.04. The fast model of sessions 1-9, distilled from the
-# stage-2 default at 160, had 0.78 and 0.17.
+# 0.11 (at a 384 square 0.04 and 0.10); fast v25 (since session 46, v14's network and input) 0.07 and 0.08; the
+# fast model of sessions 33-45 (v14, Lite2 to stride 32, at 256x192 turned to the photo) 0.03 and 0.08 (at 224
+# since session 26: 0.02 and 0.11, a faint ghost of the helmet that failed this test); the fast model of sessions
+# 11-25 (v3 weights at 192) 0.11 and 0.06; the v3 default before it 0.13 and 0.04. The fast model of sessions
+# 1-9, distilled from the stage-2 default at 160, had 0.78 and 0.17.
 ASTRONAUT_FLAG_STRIP = (0, 250, 0, 60)
 ASTRONAUT_HELMET = (360, 500, 290, 490)
 #: The same flag lower down, the sliver between her arm and the photo's left edge (red and white stripes, no suit).
