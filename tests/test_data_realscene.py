@@ -66,7 +66,7 @@ def test_metrics_leave_ignored_pixels_out():
     assert (tp.item(), fp.item(), fn.item(), tn.item()) == (1, 0, 0, 1)
 
 
-@pytest.mark.parametrize("name", ["bce", "dice", "bce_dice", "focal", "lovasz", "tversky"])
+@pytest.mark.parametrize("name", ["bce", "dice", "bce_dice", "focal", "lovasz", "lovasz_boundary", "tversky"])
 def test_losses_get_no_gradient_from_ignored_pixels(name):
     loss_fn = get_loss(name)
     torch.manual_seed(0)

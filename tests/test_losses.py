@@ -10,6 +10,7 @@ import torch
 from personseg.losses import (
     LOSSES,
     BCEDiceLoss,
+    BoundaryLovaszLoss,
     DiceLoss,
     FocalLoss,
     LovaszLoss,
@@ -17,7 +18,7 @@ from personseg.losses import (
     get_loss,
     list_losses,
 )
-from personseg.losses._functional import lovasz_grad
+from personseg.losses._functional import contour_band, lovasz_grad
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 
@@ -34,7 +35,7 @@ ONE_PIXEL = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
 
 
 def test_registry_names_and_default():
-    assert list_losses() == ["bce", "bce_dice", "dice", "focal", "lovasz", "tversky"]
+    assert list_losses() == ["bce", "bce_dice", "dice", "focal", "lovasz", "lovasz_boundary", "tversky"]
     assert set(LOSSES) == set(list_losses())
     loss = get_loss("bce_dice")
     assert isinstance(loss, BCEDiceLoss)
@@ -185,6 +186,49 @@ def test_lovasz_known_values():
     soft = torch.tensor([[[[0.9, 0.2], [0.6, 0.5]]]])
     logits = torch.tensor([[[[0.3, -0.1], [1.2, -0.4]]]])
     torch.testing.assert_close(LovaszLoss()(logits, soft), LovaszLoss()(logits, target))
+
+
+def test_contour_band_both_sides_of_the_contour_not_the_border():
+    target = torch.zeros(1, 1, 12, 12)
+    target[..., 3:9, 3:9] = 1.0  # a 6x6 square; diagonal 16.97, ratio 0.06 -> d = 1
+    band = contour_band(target, ratio=0.06)[0, 0]
+    expected = torch.zeros(12, 12, dtype=torch.bool)
+    expected[2:10, 2:10] = True  # grown by 1 ...
+    expected[4:8, 4:8] = False  # ... less the square shrunk by 1
+    assert torch.equal(band, expected)
+    # A person touching the left edge: the frame's edge is no contour, only the column where the label ends.
+    half = torch.zeros(1, 1, 12, 12)
+    half[..., :, :6] = 1.0
+    edge = contour_band(half, ratio=0.06)[0, 0]
+    assert edge.nonzero()[:, 1].unique().tolist() == [5, 6]
+    # ratio 0.2 of the diagonal -> d = 3
+    assert contour_band(target, ratio=0.2)[0, 0].sum().item() == 144  # the square grown by 3 covers the image
+
+
+def test_boundary_lovasz_adds_the_hinge_over_the_band():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 12, 12)
+    target = torch.zeros(2, 1, 12, 12)
+    target[0, :, 3:9, 3:9] = 1.0
+    target[1, :, 2:12, 6:10] = 1.0
+    band = contour_band(target, ratio=0.06)
+    reference = 0.0
+    for i in range(2):
+        keep = band[i].flatten()
+        reference += _reference_lovasz(logits[i].flatten()[keep].tolist(), target[i].flatten()[keep].long().tolist())
+    reference /= 2
+    whole = LovaszLoss()(logits, target).item()
+    loss = BoundaryLovaszLoss(band_weight=2.0, ratio=0.06)(logits, target).item()
+    assert loss == pytest.approx(whole + 2.0 * reference, rel=1e-5)
+    assert BoundaryLovaszLoss(band_weight=0.0)(logits, target).item() == pytest.approx(whole, rel=1e-6)
+    # a missed strip along the contour costs more in the band than in the whole image
+    good = 3.0 * (2 * target - 1)
+    missed = good.clone()
+    missed[0, :, 3:9, 3] = -3.0
+    extra = BoundaryLovaszLoss(band_weight=1.0, ratio=0.06)(missed, target) - LovaszLoss()(missed, target)
+    assert extra.item() > LovaszLoss()(missed, target).item() > 0
+    with pytest.raises(ValueError, match="band_weight"):
+        BoundaryLovaszLoss(band_weight=-1.0)
 
 
 # ---- every registered loss -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from personseg.losses.bce import BCELoss
 from personseg.losses.bce_dice import BCEDiceLoss
 from personseg.losses.dice import DiceLoss
 from personseg.losses.focal import FocalLoss
-from personseg.losses.lovasz import LovaszLoss
+from personseg.losses.lovasz import BoundaryLovaszLoss, LovaszLoss
 from personseg.losses.tversky import TverskyLoss
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "drop_ignored",
     "list_losses",
     "BCELoss",
+    "BoundaryLovaszLoss",
     "BCEDiceLoss",
     "DiceLoss",
     "FocalLoss",
@@ -39,6 +40,7 @@ LOSSES: dict[str, type[nn.Module]] = {
     "bce_dice": BCEDiceLoss,
     "focal": FocalLoss,
     "lovasz": LovaszLoss,
+    "lovasz_boundary": BoundaryLovaszLoss,
     "tversky": TverskyLoss,
 }
 

@@ -131,3 +131,27 @@ def lovasz_hinge(logits: torch.Tensor, target: torch.Tensor, per_image: bool = T
     grad = lovasz_grad(labels.gather(1, order))
     # All images are sorted at once; the hinge keeps only the errors that count.
     return (F.relu(errors_sorted) * grad).sum(1).mean()
+
+
+def contour_band(target: torch.Tensor, ratio: float = 0.02) -> torch.Tensor:
+    """Pixels within ``d = round(ratio * diagonal)`` of each label's contour, on both sides (bool, same shape).
+
+    The label is binarised at 0.5; the band is its dilation minus its erosion by a (2d+1) square, so a person
+    missed along the edge (a sleeve, a foot) and a background patch glued to it both fall inside. The
+    image border does not count as a contour. ``ratio`` matches the boundary IoU of
+    ``personseg.evaluation.scoring`` (2% of the diagonal).
+    """
+    h, w = target.shape[-2:]
+    d = max(1, int(round(ratio * (h * h + w * w) ** 0.5)))
+    labels = (target >= 0.5).to(torch.float32).reshape(-1, 1, h, w)
+    grown = F.max_pool2d(labels, 2 * d + 1, stride=1, padding=d)
+    # Erode with the border counted as inside: pad with ones before the (unpadded) min-pool.
+    padded = F.pad(labels, (d, d, d, d), value=1.0)
+    shrunk = -F.max_pool2d(-padded, 2 * d + 1, stride=1)
+    return ((grown - shrunk) > 0.5).reshape(target.shape)
+
+
+def lovasz_hinge_within(logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Per-image Lovasz hinge over the pixels where ``keep`` is True only (the rest count as absent)."""
+    # A confident, correct background sorts last and adds nothing, as in drop_ignored.
+    return lovasz_hinge(logits.masked_fill(~keep, -1e4), target.masked_fill(~keep, 0.0), per_image=True)

@@ -188,7 +188,7 @@ class TrainConfig:
         choices=["plateau", "cosine", "none"],
     )
     plateau_patience: int = _f(3, "epochs without val-loss improvement before the LR is halved")
-    loss: str = _f("bce_dice", "loss: bce, dice, bce_dice, focal, lovasz, tversky")
+    loss: str = _f("bce_dice", "loss: bce, dice, bce_dice, focal, lovasz, lovasz_boundary, tversky")
     grad_clip: float = _f(1.0, "clip the gradient norm to this (0 disables)")
     precision: str = _f(
         "auto",
