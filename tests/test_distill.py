@@ -107,3 +107,24 @@ def test_teacher_with_other_normalisation_is_refused(teacher):
         Distiller(ckpt, 0.5, 64, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext)
     with pytest.raises(ValueError, match="distill-weight"):
         Distiller(ckpt, 0.0, 32, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext)
+
+
+def test_band_keeps_the_teacher_only_near_contours_and_on_unknown_pixels(teacher):
+    ckpt, _ = teacher
+    plain = Distiller(ckpt, 0.5, 48, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext)
+    near = Distiller(ckpt, 0.5, 48, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext, band=0.03)
+    x = torch.randn(1, 3, 48, 48)
+    y = torch.zeros(1, 1, 48, 48)
+    y[..., 16:32, 16:32] = 1.0  # a square person; diagonal 67.9 -> the band reaches 2 px each side of its edge
+    y[..., 40:, :8] = -1.0  # a corner of unknown label
+    teacher_target = plain.split(x, y)[2]
+    soft = near.split(x, y)[2]
+    band = torch.zeros(48, 48, dtype=torch.bool)
+    band[14:34, 14:34] = True
+    band[18:30, 18:30] = False
+    band[40:, :8] = True
+    torch.testing.assert_close(soft[0, 0][band], teacher_target[0, 0][band])
+    torch.testing.assert_close(soft[0, 0][~band], y[0, 0][~band])  # the label itself, far from the contour
+    assert not torch.allclose(teacher_target[0, 0][~band], y[0, 0][~band], atol=0.05)  # so the band did something
+    with pytest.raises(ValueError, match="distill-band"):
+        Distiller(ckpt, 0.5, 48, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"), nullcontext, band=0.6)

@@ -232,6 +232,11 @@ class TrainConfig:
         0, "run the teacher at this square size instead of its own (0: its metadata's), at least --input-size"
     )
     teacher_flip: bool = _f(False, "the teacher's target is the mean of its prediction and its mirror image's")
+    distill_band: float = _f(
+        0.0,
+        "with --teacher, use its target only within this fraction of the diagonal of each label's contour (and "
+        "where the label is unknown); elsewhere the label is the target. 0: the teacher everywhere",
+    )
     seed: int = _f(42, "random seed")
     workers: int = _f(2, "data loader worker processes")
     threads: int = _f(0, "torch CPU threads (0: torch's default)")

@@ -6,7 +6,9 @@ probabilities area-averaged). The student's loss is ``(1 - w) * task_loss + w * 
 teacher's probabilities carry what the labels lack (soft hair and edges, people the labels miss) and the student
 learns them at its own scale. With ``flip`` the teacher's target is the mean of its prediction and its mirror
 image's (test-time flip averaging, which scores better than either alone), so the student can learn what that
-costs the teacher twice over at inference.
+costs the teacher twice over at inference. With ``band`` > 0 the teacher's target is kept only near each
+label's contour (within ``band`` of the diagonal) and where the label is unknown; elsewhere the target is the
+label itself, so a teacher's mistake far from any person (a flag it keeps) is not taught.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from personseg.losses._functional import contour_band
 from personseg.models.checkpoint import model_from_checkpoint, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -37,9 +40,12 @@ class Distiller:
         channels_last: bool = False,
         flip: bool = False,
         size: int = 0,
+        band: float = 0.0,
     ) -> None:
         if not 0 < weight <= 1:
             raise ValueError(f"--distill-weight must be in (0, 1], got {weight}")
+        if not 0 <= band < 0.5:
+            raise ValueError(f"--distill-band must be in [0, 0.5), got {band}")
         ckpt = read_checkpoint(path)
         meta = ckpt["meta"]
         for key, ours in (("mean", mean), ("std", std)):
@@ -65,13 +71,15 @@ class Distiller:
         self.student_size = student_size
         self.autocast = autocast
         self.flip = flip
+        self.band = band
         log.info(
-            "distilling from %s (input %d, student %d, weight %.2f%s)",
+            "distilling from %s (input %d, student %d, weight %.2f%s%s)",
             path,
             self.size,
             student_size,
             weight,
             ", flip-averaged" if flip else "",
+            f", only within {band:g} of the diagonal of the labels' contours" if band else "",
         )
 
     @torch.no_grad()
@@ -82,6 +90,8 @@ class Distiller:
             if self.flip:
                 mirrored = torch.sigmoid(self.teacher(torch.flip(x, dims=[3])).float())
                 soft = (soft + torch.flip(mirrored, dims=[3])) / 2
+        if self.band:
+            soft = self.near_contours(soft, y)
         if self.size == self.student_size:
             return x, y, soft
         s = (self.student_size, self.student_size)
@@ -89,6 +99,11 @@ class Distiller:
         layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         small = small.contiguous(memory_format=layout)
         return small, F.interpolate(y, size=s, mode="area"), F.interpolate(soft, size=s, mode="area")
+
+    def near_contours(self, soft: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The teacher's target near each label's contour and on unknown pixels (y < 0); the label elsewhere."""
+        keep = contour_band(y.clamp(min=0.0), self.band) | (y < 0)
+        return torch.where(keep, soft, y)
 
     def blend(self, task_loss: torch.Tensor, logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
         distill = F.binary_cross_entropy_with_logits(logits, soft)

@@ -404,6 +404,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             cfg.channels_last,
             flip=cfg.teacher_flip,
             size=cfg.teacher_size,
+            band=cfg.distill_band,
         )
     train_set, val_sets = builders.build_datasets(cfg, train_size=distiller.size if distiller else None)
     check_select_sources(cfg.select_sources, val_sets)  # before the first epoch, not after it
