@@ -36,7 +36,12 @@ def drop_ignored(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tens
     ignored = target < 0
     if not bool(ignored.any()):
         return logits, target
-    return logits.masked_fill(ignored, -1e4), target.masked_fill(ignored, 0.0)
+    return neutralise(logits, target, ignored)
+
+
+def neutralise(logits: torch.Tensor, target: torch.Tensor, where: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits -1e4 (no gradient) and targets 0 where ``where`` is True: a confident, correct background."""
+    return logits.masked_fill(where, -1e4), target.masked_fill(where, 0.0)
 
 
 def _sum_dims(x: torch.Tensor, per_image: bool) -> tuple[int, ...]:
@@ -154,4 +159,4 @@ def contour_band(target: torch.Tensor, ratio: float = 0.02) -> torch.Tensor:
 def lovasz_hinge_within(logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Per-image Lovasz hinge over the pixels where ``keep`` is True only (the rest count as absent)."""
     # A confident, correct background sorts last and adds nothing, as in drop_ignored.
-    return lovasz_hinge(logits.masked_fill(~keep, -1e4), target.masked_fill(~keep, 0.0), per_image=True)
+    return lovasz_hinge(*neutralise(logits, target, ~keep), per_image=True)
