@@ -103,3 +103,27 @@ def test_a_run_saves_the_average_and_resumes_both_weights(tmp_path):
         assert torch.equal(value, second["live_weights"][key]), key
     trainer.main(cfg3)
     assert "average" not in read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]
+
+
+def test_warmup_starts_from_the_live_weights_and_grows_the_decay_to_its_cap():
+    net = _net()
+    average = WeightAverage(net, 0.995, warmup=True)
+    assert average.current_decay() == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
+    with torch.no_grad():
+        net[0].weight.add_(5.0)
+    average.update(net)
+    # the first update keeps 0.1 of the init: 0.9 of the way to the live weights, where no warm-up moves 0.005
+    moved = average.shadow["0.weight"] - (net[0].weight.detach() - 5.0)
+    torch.testing.assert_close(moved, torch.full_like(moved, 4.5))
+    average.updates = 99
+    assert average.current_decay() == pytest.approx(100 / 109)
+    average.updates = 5000
+    assert average.current_decay() == 0.995  # capped at --ema
+    plain = WeightAverage(net, 0.995)
+    assert plain.current_decay() == 0.995
+
+
+def test_ema_warmup_needs_ema():
+    with pytest.raises(ValueError, match="--ema-warmup without --ema"):
+        TrainConfig(ema_warmup=True)
+    assert TrainConfig.from_dict(TrainConfig(ema=0.99, ema_warmup=True).to_dict()).ema_warmup

@@ -8,8 +8,11 @@ steps, made while training instead of from saved epochs afterwards.
 After each optimizer step ``update`` moves every floating-point tensor of the state dict (weights and batch-norm
 running statistics) towards the live one; integer buffers are copied. There is no warm-up: the average starts at
 the weights the run starts from and keeps DECAY^n of them after n steps (0.995^375 = 0.15 after three epochs of 125
-steps), which for a fine-tune is a soup with its start; a run from a fresh init needs a few thousand steps before
-the average forgets it. ``applied(model)`` swaps the average into the model for scoring and saving, and puts the live
+steps), which for a fine-tune is a soup with its start; a run from a fresh init (or a fresh head) needs a few
+thousand steps before the average forgets it, and its first epochs' saved weights and scores are mostly the random
+init (fast v31: select 0.004 after epoch 1). ``--ema-warmup`` lets the decay grow with the step count instead,
+``min(DECAY, (1 + n) / (10 + n))`` after n updates (TensorFlow's ``num_updates`` rule): the first update copies the
+live weights, the 100th keeps 0.92 of the average, and DECAY 0.995 is reached after about 1800 steps. ``applied(model)`` swaps the average into the model for scoring and saving, and puts the live
 weights back after.
 """
 
@@ -28,16 +31,23 @@ log = logging.getLogger(__name__)
 class WeightAverage:
     """The exponential moving average of ``model``'s state dict."""
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False) -> None:
         if not 0 < decay < 1:
             raise ValueError(f"--ema must be in (0, 1), got {decay}")
         self.decay = decay
+        self.warmup = warmup
         self.updates = 0
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    def current_decay(self) -> float:
+        """The decay the next update uses: DECAY, or with warm-up the smaller ``(1 + n) / (10 + n)`` early on."""
+        if not self.warmup:
+            return self.decay
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        d = self.decay
+        d = self.current_decay()
         for name, live in model.state_dict().items():
             mean = self.shadow[name]
             if mean.is_floating_point():

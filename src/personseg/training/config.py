@@ -207,6 +207,12 @@ class TrainConfig:
         "score and save the exponential moving average of the weights with this decay per step (e.g. 0.995: about "
         "the last 200 steps) instead of the weights of the last step; 0: off",
     )
+    ema_warmup: bool = _f(
+        False,
+        "with --ema: let the decay grow with the step count n as min(EMA, (1+n)/(10+n)), so that a run from a "
+        "fresh init or fresh head averages its own weights from the start instead of keeping the init for "
+        "thousands of steps",
+    )
     early_stopping: int = _f(0, "stop after this many epochs without val IoU improvement (0: never)")
     # --- run
     output: str = _f("runs/train", "folder for checkpoints, logs and the resolved config")
@@ -295,6 +301,8 @@ class TrainConfig:
             raise ValueError(f"--round-weights must be 0 (off) or 2-8 bits, got {self.round_weights}")
         if self.ema and not 0 < self.ema < 1:
             raise ValueError(f"--ema must be 0 (off) or in (0, 1), got {self.ema}")
+        if self.ema_warmup and not self.ema:
+            raise ValueError("--ema-warmup without --ema: there is no running average to warm up")
         if isinstance(self.train_only, str):  # "train_only: refine" in a YAML file
             self.train_only = [self.train_only]
         if self.refine_channels is not None and (self.arch != "deeplabv3plus" or self.refine_channels < 4):

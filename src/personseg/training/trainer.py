@@ -428,7 +428,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         start_epoch, best_iou, stale, saved_average = restore(out / "last.pt", model, optimizer, scheduler, scaler, cfg)
         if info.is_main:
             log.info("resumed from %s at epoch %d", out / "last.pt", start_epoch)
-    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    average = WeightAverage(model, cfg.ema, warmup=cfg.ema_warmup) if cfg.ema else None
     if average is not None and saved_average is not None:
         average.load_state_dict(saved_average)
 
