@@ -12,7 +12,8 @@ steps), which for a fine-tune is a soup with its start; a run from a fresh init 
 thousand steps before the average forgets it, and its first epochs' saved weights and scores are mostly the random
 init (fast v31: select 0.004 after epoch 1). ``--ema-warmup`` lets the decay grow with the step count instead,
 ``min(DECAY, (1 + n) / (10 + n))`` after n updates (TensorFlow's ``num_updates`` rule): the first update copies the
-live weights, the 100th keeps 0.92 of the average, and DECAY 0.995 is reached after about 1800 steps. ``applied(model)`` swaps the average into the model for scoring and saving, and puts the live
+live weights, the 100th keeps 0.92 of the average, and DECAY 0.995 is reached after about 1800 steps.
+``applied(model)`` swaps the average into the model for scoring and saving, and puts the live
 weights back after.
 """
 
