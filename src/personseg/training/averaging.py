@@ -6,13 +6,13 @@ exponential moving average of the weights (as timm's ``ModelEmaV2`` keeps it) is
 steps, made while training instead of from saved epochs afterwards.
 
 After each optimizer step ``update`` moves every floating-point tensor of the state dict (weights and batch-norm
-running statistics) towards the live one; integer buffers are copied. There is no warm-up: the average starts at
+running statistics) towards the live one; integer buffers are copied. By default there is no warm-up: the average starts at
 the weights the run starts from and keeps DECAY^n of them after n steps (0.995^375 = 0.15 after three epochs of 125
 steps), which for a fine-tune is a soup with its start; a run from a fresh init (or a fresh head) needs a few
 thousand steps before the average forgets it, and its first epochs' saved weights and scores are mostly the random
 init (fast v31: select 0.004 after epoch 1). ``--ema-warmup`` lets the decay grow with the step count instead,
-``min(DECAY, (1 + n) / (10 + n))`` after n updates (TensorFlow's ``num_updates`` rule): the first update copies the
-live weights, the 100th keeps 0.92 of the average, and DECAY 0.995 is reached after about 1800 steps.
+``min(DECAY, (1 + n) / (10 + n))`` after n updates (TensorFlow's ``num_updates`` rule): the first update moves 90% of
+the way to the live weights, the 100th keeps 0.92 of the average, and DECAY 0.995 is reached after about 1800 steps.
 ``applied(model)`` swaps the average into the model for scoring and saving, and puts the live
 weights back after.
 """
