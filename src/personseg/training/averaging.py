@@ -6,8 +6,8 @@ exponential moving average of the weights (as timm's ``ModelEmaV2`` keeps it) is
 steps, made while training instead of from saved epochs afterwards.
 
 After each optimizer step ``update`` moves every floating-point tensor of the state dict (weights and batch-norm
-running statistics) towards the live one; integer buffers are copied. By default there is no warm-up: the average starts at
-the weights the run starts from and keeps DECAY^n of them after n steps (0.995^375 = 0.15 after three epochs of 125
+running statistics) towards the live one; integer buffers are copied. By default there is no warm-up: the average starts
+at the weights the run starts from and keeps DECAY^n of them after n steps (0.995^375 = 0.15 after three epochs of 125
 steps), which for a fine-tune is a soup with its start; a run from a fresh init (or a fresh head) needs a few
 thousand steps before the average forgets it, and its first epochs' saved weights and scores are mostly the random
 init (fast v31: select 0.004 after epoch 1). ``--ema-warmup`` lets the decay grow with the step count instead,
