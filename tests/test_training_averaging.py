@@ -127,3 +127,22 @@ def test_ema_warmup_needs_ema():
     with pytest.raises(ValueError, match="--ema-warmup without --ema"):
         TrainConfig(ema_warmup=True)
     assert TrainConfig.from_dict(TrainConfig(ema=0.99, ema_warmup=True).to_dict()).ema_warmup
+
+
+def test_a_warmed_up_average_resumes_where_it_stopped(tmp_path):
+    # the warm-up's decay depends on the update count, so a resumed run must carry it: two epochs with a stop between
+    # them end with the same average as two epochs in one go
+    data = make_folder(tmp_path / "data", 4)
+    common = {"ema": 0.9, "ema_warmup": True, "lr": 0.05}
+    trainer.main(tiny_config(data, data, tmp_path / "run", epochs=1, **common))
+    trainer.main(tiny_config(data, data, tmp_path / "run", epochs=2, resume=True, **common))
+    trainer.main(tiny_config(data, data, tmp_path / "fresh", epochs=2, **common))
+    trainer.main(tiny_config(data, data, tmp_path / "plain", epochs=2, ema=0.9, lr=0.05))
+    resumed, fresh, plain = (read_checkpoint(tmp_path / d / "last.pt") for d in ("run", "fresh", "plain"))
+    assert resumed["train_state"]["average"]["updates"] == 8
+    for key, tensor in fresh["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][key], tensor, rtol=0, atol=1e-6, msg=key)
+    # and the warm-up changed what was saved: the same run without it keeps more of the init
+    assert any(
+        not torch.allclose(plain["state_dict"][k], t) for k, t in fresh["state_dict"].items() if t.is_floating_point()
+    )
