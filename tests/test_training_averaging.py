@@ -105,7 +105,7 @@ def test_a_run_saves_the_average_and_resumes_both_weights(tmp_path):
     assert "average" not in read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]
 
 
-def test_warmup_starts_from_the_live_weights_and_grows_the_decay_to_its_cap():
+def test_warmup_moves_most_of_the_way_at_first_and_grows_the_decay_to_its_cap():
     net = _net()
     average = WeightAverage(net, 0.995, warmup=True)
     assert average.current_decay() == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
