@@ -281,6 +281,40 @@ def test_output_stride_32_runs_the_deep_stages_undilated_on_the_same_weights(tmp
     assert_rebuilds(model, tmp_path / "os32.pt", x, out, output_stride=32)
 
 
+def test_deep_blocks_cuts_the_stride_32_stages_and_keeps_the_rest_of_the_weights(tmp_path):
+    """``deep_blocks: 1`` keeps only the first block of each stride-32 stage (Lite0: stage 6 has 4, stage 7 one),
+    leaves every other stage whole, still answers at the input's size, takes a whole encoder's tensors by name (the
+    shipped fast file's, cut), and its checkpoint rebuilds the cut network."""
+    cfg = TrainConfig(
+        arch="deeplabv3plus", encoder="efficientnet_lite0", decoder_channels=32, output_stride=32, deep_blocks=1
+    )
+    assert cfg.model_kwargs()["deep_blocks"] == 1
+    assert TrainConfig.from_dict(cfg.to_dict()).deep_blocks == 1
+    for bad in (dict(deep_blocks=0, output_stride=32), dict(deep_blocks=1)):
+        with pytest.raises(ValueError, match="--deep-blocks"):
+            TrainConfig(arch="deeplabv3plus", encoder="efficientnet_lite0", **bad)
+    with pytest.raises(ValueError, match="deep_blocks"):
+        create_model("deeplabv3plus", encoder="efficientnet_lite0", deep_blocks=1)  # stride 16: nothing to cut
+    with pytest.raises(ValueError, match="no stride-32 stage"):
+        create_model("deeplabv3plus", encoder="efficientnet_lite0", output_stride=32, deep_blocks=4)
+    torch.manual_seed(0)
+    whole = create_model("deeplabv3plus", encoder="efficientnet_lite0", decoder_channels=32, output_stride=32)
+    model = create_model("deeplabv3plus", **cfg.model_kwargs()).eval()
+    assert [len(s) for s in whole.timm_encoder.blocks] == [1, 2, 2, 3, 3, 4, 1]
+    assert [len(s) for s in model.timm_encoder.blocks] == [1, 2, 2, 3, 3, 1, 1]
+    ours, theirs = model.state_dict(), whole.state_dict()
+    assert set(ours) < set(theirs)
+    assert not any(k.startswith("net.encoder.model.blocks.5.1.") for k in ours)
+    model.load_state_dict({k: theirs[k] for k in ours}, strict=True)  # every tensor kept fits by name and shape
+    x = torch.randn(1, 3, 64, 96)
+    assert model.net.encoder(x)[-1].shape[-2:] == (2, 3)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (1, 1, 64, 96)
+    assert model.get_num_params() < whole.get_num_params() - 1_000_000  # the cut blocks held most of the weights
+    assert_rebuilds(model, tmp_path / "deep1.pt", x, out, deep_blocks=1)
+
+
 def test_efficientnet_lite_weights_need_a_lite_encoder():
     with pytest.raises(ValueError, match="efficientnet_lite"):
         create_model("fpn", encoder="resnet18", encoder_weights="efficientnet_lite")

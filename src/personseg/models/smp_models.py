@@ -34,6 +34,7 @@ class SmpModel(SegmentationModel):
         decoder_channels: int | None = None,
         output_stride: int = 16,
         refine_channels: int | None = None,
+        deep_blocks: int | None = None,
     ) -> None:
         super().__init__(
             arch=arch,
@@ -47,6 +48,7 @@ class SmpModel(SegmentationModel):
             # recorded only when set, so a model without the branch keeps the config older checkpoints carry
             # (and can be averaged with them)
             **({} if refine_channels is None else {"refine_channels": refine_channels}),
+            **({} if deep_blocks is None else {"deep_blocks": deep_blocks}),
         )
         try:
             import segmentation_models_pytorch as smp
@@ -81,6 +83,10 @@ class SmpModel(SegmentationModel):
         )
         if output_stride == 32:
             self._undilate(encoder, in_channels, encoder_weights == "imagenet")
+        if deep_blocks is not None:
+            if output_stride != 32 or deep_blocks < 1:
+                raise ValueError(f"deep_blocks={deep_blocks!r}: at least 1, and only with output_stride 32")
+            self._trim_deep_stages(deep_blocks)
         self.stride = 2**encoder_depth
         self.refine = None
         if refine_channels is not None:
@@ -108,6 +114,24 @@ class SmpModel(SegmentationModel):
             f"tu-{encoder}", in_channels=in_channels, depth=5, weights=weights, output_stride=32
         )
         self.net.decoder.up = torch.nn.Upsample(mode="bilinear", scale_factor=8, align_corners=True)
+
+    def _trim_deep_stages(self, keep: int) -> None:
+        """Keep only the first ``keep`` blocks of each encoder stage that runs at stride 32.
+
+        Those stages hold most of an EfficientNet's weights (Lite2: 3.2M of 4.8M) and, at the fast tier's inputs,
+        a large part of its time, while the stride-16 network that leaves them out keeps flags as person (fast v8-v13,
+        v31-v33). The first block of each stage does the downsampling and changes the width, so the pretrained
+        tensors of the blocks kept still fit (``--init-partial`` from a full encoder).
+        """
+        stride, dropped = 2, 0  # the stem halves the input
+        for stage in self.timm_encoder.blocks:
+            stride *= int(getattr(getattr(stage[0], "conv_dw", None), "stride", (1,))[0])
+            if stride == 32 and len(stage) > keep:
+                dropped += len(stage) - keep
+                del stage[keep:]
+        if not dropped:
+            raise ValueError(f"deep_blocks={keep}: no stride-32 stage of {self.config['encoder']} has more blocks")
+        log.info("encoder: kept the first %d block(s) of each stride-32 stage, %d dropped", keep, dropped)
 
     @property
     def timm_encoder(self) -> torch.nn.Module:
