@@ -281,38 +281,43 @@ def test_output_stride_32_runs_the_deep_stages_undilated_on_the_same_weights(tmp
     assert_rebuilds(model, tmp_path / "os32.pt", x, out, output_stride=32)
 
 
-def test_deep_blocks_cuts_the_stride_32_stages_and_keeps_the_rest_of_the_weights(tmp_path):
-    """``deep_blocks: 1`` keeps only the first block of each stride-32 stage (Lite0: stage 6 has 4, stage 7 one),
-    leaves every other stage whole, still answers at the input's size, takes a whole encoder's tensors by name (the
-    shipped fast file's, cut), and its checkpoint rebuilds the cut network."""
-    cfg = TrainConfig(
-        arch="deeplabv3plus", encoder="efficientnet_lite0", decoder_channels=32, output_stride=32, deep_blocks=1
-    )
-    assert cfg.model_kwargs()["deep_blocks"] == 1
-    assert TrainConfig.from_dict(cfg.to_dict()).deep_blocks == 1
-    for bad in (dict(deep_blocks=0, output_stride=32), dict(deep_blocks=1)):
-        with pytest.raises(ValueError, match="--deep-blocks"):
-            TrainConfig(arch="deeplabv3plus", encoder="efficientnet_lite0", **bad)
-    with pytest.raises(ValueError, match="deep_blocks"):
-        create_model("deeplabv3plus", encoder="efficientnet_lite0", deep_blocks=1)  # stride 16: nothing to cut
-    with pytest.raises(ValueError, match="no stride-32 stage"):
-        create_model("deeplabv3plus", encoder="efficientnet_lite0", output_stride=32, deep_blocks=4)
+def test_drop_blocks_leaves_out_residual_blocks_and_keeps_the_names_of_the_rest(tmp_path):
+    """``drop_blocks`` replaces the named residual blocks by identities: the network still answers at the input's
+    size, every block kept has its old name (so a whole network's tensors fill it by name, not shifted onto the
+    wrong block), the rest of the encoder is untouched, and the checkpoint rebuilds the cut network."""
+    dropped = ["5.1", "5.2", "5.3", "3.1"]
+    net = dict(arch="deeplabv3plus", encoder="efficientnet_lite0", decoder_channels=32, output_stride=32)
+    cfg = TrainConfig(**net, drop_blocks=[5.1, 5.2, 5.3, "3.1"])  # YAML reads an unquoted 5.1 as a number
+    assert cfg.drop_blocks == dropped and cfg.model_kwargs()["drop_blocks"] == "5.1,5.2,5.3,3.1"
+    assert TrainConfig.from_dict(cfg.to_dict()).drop_blocks == dropped
+    assert "drop_blocks" not in TrainConfig(**net).model_kwargs()
+    with pytest.raises(ValueError, match="--drop-blocks"):
+        TrainConfig(arch="unet", drop_blocks=["5.1"])
+    kwargs = {k: v for k, v in net.items() if k != "arch"}
+    for bad, why in (("5.0", "no residual"), ("9.1", "not STAGE.BLOCK"), ("five", "not STAGE.BLOCK")):
+        with pytest.raises(ValueError, match=why):
+            create_model("deeplabv3plus", **kwargs, drop_blocks=bad)
     torch.manual_seed(0)
-    whole = create_model("deeplabv3plus", encoder="efficientnet_lite0", decoder_channels=32, output_stride=32)
+    whole = create_model("deeplabv3plus", **kwargs).eval()
     model = create_model("deeplabv3plus", **cfg.model_kwargs()).eval()
-    assert [len(s) for s in whole.timm_encoder.blocks] == [1, 2, 2, 3, 3, 4, 1]
-    assert [len(s) for s in model.timm_encoder.blocks] == [1, 2, 2, 3, 3, 1, 1]
+    blocks = model.timm_encoder.blocks
+    assert [len(s) for s in blocks] == [1, 2, 2, 3, 3, 4, 1]
+    assert all(isinstance(blocks[int(n[0])][int(n[2])], torch.nn.Identity) for n in dropped)
     ours, theirs = model.state_dict(), whole.state_dict()
     assert set(ours) < set(theirs)
-    assert not any(k.startswith("net.encoder.model.blocks.5.1.") for k in ours)
-    model.load_state_dict({k: theirs[k] for k in ours}, strict=True)  # every tensor kept fits by name and shape
+    assert not any(k.startswith(("net.encoder.model.blocks.5.1.", "net.encoder.model.blocks.3.1.")) for k in ours)
+    assert "net.encoder.model.blocks.5.0.conv_pw.weight" in ours and "net.encoder.model.blocks.3.2.bn1.weight" in ours
+    model.load_state_dict({k: theirs[k] for k in ours}, strict=True)
     x = torch.randn(1, 3, 64, 96)
     assert model.net.encoder(x)[-1].shape[-2:] == (2, 3)
     with torch.no_grad():
         out = model(x)
+        blocks[5][1] = whole.timm_encoder.blocks[5][1]  # put one block back: the output moves
+        assert not torch.allclose(model(x), out, atol=1e-4)
+    blocks[5][1] = torch.nn.Identity()
     assert out.shape == (1, 1, 64, 96)
-    assert model.get_num_params() < whole.get_num_params() - 1_000_000  # the cut blocks held most of the weights
-    assert_rebuilds(model, tmp_path / "deep1.pt", x, out, deep_blocks=1)
+    assert model.get_num_params() < whole.get_num_params() - 1_000_000  # stage 5's blocks held most of the weights
+    assert_rebuilds(model, tmp_path / "cut.pt", x, out, drop_blocks="5.1,5.2,5.3,3.1")
 
 
 def test_efficientnet_lite_weights_need_a_lite_encoder():

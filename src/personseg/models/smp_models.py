@@ -34,7 +34,7 @@ class SmpModel(SegmentationModel):
         decoder_channels: int | None = None,
         output_stride: int = 16,
         refine_channels: int | None = None,
-        deep_blocks: int | None = None,
+        drop_blocks: str | None = None,
     ) -> None:
         super().__init__(
             arch=arch,
@@ -48,7 +48,7 @@ class SmpModel(SegmentationModel):
             # recorded only when set, so a model without the branch keeps the config older checkpoints carry
             # (and can be averaged with them)
             **({} if refine_channels is None else {"refine_channels": refine_channels}),
-            **({} if deep_blocks is None else {"deep_blocks": deep_blocks}),
+            **({} if not drop_blocks else {"drop_blocks": drop_blocks}),
         )
         try:
             import segmentation_models_pytorch as smp
@@ -83,10 +83,8 @@ class SmpModel(SegmentationModel):
         )
         if output_stride == 32:
             self._undilate(encoder, in_channels, encoder_weights == "imagenet")
-        if deep_blocks is not None:
-            if output_stride != 32 or deep_blocks < 1:
-                raise ValueError(f"deep_blocks={deep_blocks!r}: at least 1, and only with output_stride 32")
-            self._trim_deep_stages(deep_blocks)
+        if drop_blocks:
+            self._drop_blocks(drop_blocks.split(","))
         self.stride = 2**encoder_depth
         self.refine = None
         if refine_channels is not None:
@@ -115,23 +113,26 @@ class SmpModel(SegmentationModel):
         )
         self.net.decoder.up = torch.nn.Upsample(mode="bilinear", scale_factor=8, align_corners=True)
 
-    def _trim_deep_stages(self, keep: int) -> None:
-        """Keep only the first ``keep`` blocks of each encoder stage that runs at stride 32.
+    def _drop_blocks(self, names: list[str]) -> None:
+        """Replace the encoder's residual blocks ``names`` ("STAGE.BLOCK", timm's ``blocks`` indices; the model's
+        config holds them comma-joined, "5.1,5.2") by identities.
 
-        Those stages hold most of an EfficientNet's weights (Lite2: 3.2M of 4.8M) and, at the fast tier's inputs,
-        a large part of its time, while the stride-16 network that leaves them out keeps flags as person (fast v8-v13,
-        v31-v33). The first block of each stage does the downsampling and changes the width, so the pretrained
-        tensors of the blocks kept still fit (``--init-partial`` from a full encoder).
+        A residual block adds to its input, so the network still runs without it, and the blocks kept keep their
+        names: ``--init-from`` a whole network with ``--init-partial`` gives every kept block its own tensors.
+        Fast v34-v35 cut Lite2's stage 5 (stride 32) to its first block: every stride-16 fast network kept the
+        demo flags, and those four blocks are what the stride-32 encoder costs beyond it.
         """
-        stride, dropped = 2, 0  # the stem halves the input
-        for stage in self.timm_encoder.blocks:
-            stride *= int(getattr(getattr(stage[0], "conv_dw", None), "stride", (1,))[0])
-            if stride == 32 and len(stage) > keep:
-                dropped += len(stage) - keep
-                del stage[keep:]
-        if not dropped:
-            raise ValueError(f"deep_blocks={keep}: no stride-32 stage of {self.config['encoder']} has more blocks")
-        log.info("encoder: kept the first %d block(s) of each stride-32 stage, %d dropped", keep, dropped)
+        blocks = self.timm_encoder.blocks
+        for name in names:
+            try:
+                stage, index = (int(part) for part in str(name).split("."))
+                block = blocks[stage][index]
+            except (ValueError, IndexError):
+                raise ValueError(f"drop_blocks: {name!r} is not STAGE.BLOCK of {self.config['encoder']}") from None
+            if not getattr(block, "has_skip", False):
+                raise ValueError(f"drop_blocks: block {name} of {self.config['encoder']} has no residual connection")
+            blocks[stage][index] = torch.nn.Identity()
+        log.info("encoder: %d residual blocks dropped (%s)", len(names), ", ".join(map(str, names)))
 
     @property
     def timm_encoder(self) -> torch.nn.Module:

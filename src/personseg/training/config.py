@@ -77,10 +77,11 @@ class TrainConfig:
         "first features (sharper outlines at a small input); it starts at zero, so a trained network keeps its "
         "predictions until trained (with --train-only refine: the branch alone)",
     )
-    deep_blocks: int | None = _f(
-        None,
-        "with --output-stride 32: keep only the first N blocks of each stride-32 encoder stage (Lite2 keeping 1 of 5 "
-        "runs in the time of the whole encoder at 12 percent fewer pixels), so the deep stages stay in a fast network",
+    drop_blocks: list[str] = _f(
+        [],
+        "encoder blocks to leave out, as STAGE.BLOCK (timm's indices, residual blocks only): a cheaper network that "
+        "keeps the rest's names, so --init-from a whole one with --init-partial fills every block kept",
+        nargs="+",
     )
     temporal: bool = _f(
         False,
@@ -315,8 +316,11 @@ class TrainConfig:
                 f"--refine-channels must be >= 4 and is for --arch deeplabv3plus, got {self.refine_channels} "
                 f"with --arch {self.arch}"
             )
-        if self.deep_blocks is not None and (self.output_stride != 32 or self.deep_blocks < 1):
-            raise ValueError(f"--deep-blocks must be >= 1 and needs --output-stride 32, got {self.deep_blocks}")
+        self.drop_blocks = [
+            str(b) for b in ([self.drop_blocks] if isinstance(self.drop_blocks, str | float) else self.drop_blocks)
+        ]
+        if self.drop_blocks and (self.arch == "unet" or not self.encoder):
+            raise ValueError("--drop-blocks names blocks of an smp architecture's encoder: give --encoder")
         if self.init_partial and not self.init_from:
             raise ValueError("--init-partial says how to read --init-from: give --init-from too")
 
@@ -333,7 +337,7 @@ class TrainConfig:
             "encoder_depth": self.encoder_depth,
             "output_stride": self.output_stride,
             "refine_channels": self.refine_channels,
-            "deep_blocks": self.deep_blocks,
+            "drop_blocks": ",".join(self.drop_blocks) or None,
             "in_channels": 4 if self.temporal else None,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
