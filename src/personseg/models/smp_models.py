@@ -119,8 +119,8 @@ class SmpModel(SegmentationModel):
 
         A residual block adds to its input, so the network still runs without it, and the blocks kept keep their
         names: ``--init-from`` a whole network with ``--init-partial`` gives every kept block its own tensors.
-        Fast v34-v35 cut Lite2's stage 5 (stride 32) to its first block: every stride-16 fast network kept the
-        demo flags, and those four blocks are what the stride-32 encoder costs beyond it.
+        Made to run the fast network at a larger input in the same time (fast v34-v40, docs/experiments.md): a
+        cut Lite2 at 256x224 costs what the whole one does at 256x192, but lost video-frame quality; none shipped.
         """
         blocks = self.timm_encoder.blocks
         for name in names:
