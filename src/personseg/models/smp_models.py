@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import torch
@@ -35,6 +36,7 @@ class SmpModel(SegmentationModel):
         output_stride: int = 16,
         refine_channels: int | None = None,
         drop_blocks: str | None = None,
+        hidden_widths: str | None = None,
     ) -> None:
         super().__init__(
             arch=arch,
@@ -49,6 +51,7 @@ class SmpModel(SegmentationModel):
             # (and can be averaged with them)
             **({} if refine_channels is None else {"refine_channels": refine_channels}),
             **({} if not drop_blocks else {"drop_blocks": drop_blocks}),
+            **({} if not hidden_widths else {"hidden_widths": hidden_widths}),
         )
         try:
             import segmentation_models_pytorch as smp
@@ -85,6 +88,8 @@ class SmpModel(SegmentationModel):
             self._undilate(encoder, in_channels, encoder_weights == "imagenet")
         if drop_blocks:
             self._drop_blocks(drop_blocks.split(","))
+        if hidden_widths:
+            self._narrow_blocks(parse_hidden_widths(hidden_widths))
         self.stride = 2**encoder_depth
         self.refine = None
         if refine_channels is not None:
@@ -134,6 +139,27 @@ class SmpModel(SegmentationModel):
             blocks[stage][index] = torch.nn.Identity()
         log.info("encoder: %d residual blocks dropped (%s)", len(names), ", ".join(map(str, names)))
 
+    def _narrow_blocks(self, widths: dict[str, int]) -> None:
+        """Give the named inverted-residual blocks ("STAGE.BLOCK" -> channels) fewer hidden channels: the
+        expansion's output, the depthwise convolution and the projection's input (``personseg.models.prune`` picks
+        which to keep and refits the projection). The blocks' inputs and outputs keep their width, so the rest of
+        the network is unchanged. The new layers are blank until a checkpoint's weights are loaded into them.
+        """
+        blocks = self.timm_encoder.blocks
+        for name, width in widths.items():
+            stage, index = (int(part) for part in name.split("."))
+            try:
+                block = blocks[stage][index]
+            except IndexError:
+                raise ValueError(f"hidden_widths: {name!r} is not STAGE.BLOCK of {self.config['encoder']}") from None
+            if not hasattr(block, "conv_pwl"):
+                raise ValueError(f"hidden_widths: block {name} of {self.config['encoder']} has no expansion to narrow")
+            if not 1 <= width <= block.conv_pw.out_channels:
+                raise ValueError(
+                    f"hidden_widths: block {name} has {block.conv_pw.out_channels} hidden channels, asked for {width}"
+                )
+            narrow_block(block, torch.arange(width))
+
     @property
     def timm_encoder(self) -> torch.nn.Module:
         """The timm feature extractor inside smp's ``TimmUniversalEncoder``."""
@@ -146,6 +172,61 @@ class SmpModel(SegmentationModel):
         conv, upsample, activation = self.net.segmentation_head
         coarse = conv(self.net.decoder(features))  # stride-4 logits
         return activation(upsample(coarse) + self.refine(coarse, features[1]))
+
+
+def parse_hidden_widths(text: str) -> dict[str, int]:
+    """``"1.0:80,5.2:1000"`` -> ``{"1.0": 80, "5.2": 1000}`` (the model config's form of ``hidden_widths``)."""
+    widths = {}
+    for item in str(text).split(","):
+        name, sep, width = item.strip().partition(":")
+        parts = name.split(".")
+        if not sep or len(parts) != 2 or not all(p.isdigit() for p in parts) or not width.isdigit():
+            raise ValueError(f"hidden_widths: {item!r} is not STAGE.BLOCK:CHANNELS (e.g. 5.2:1000)")
+        widths[name] = int(width)
+    return widths
+
+
+def format_hidden_widths(widths: dict[str, int]) -> str:
+    """The inverse of :func:`parse_hidden_widths`, blocks in network order."""
+    order = sorted(widths, key=lambda name: tuple(int(p) for p in name.split(".")))
+    return ",".join(f"{name}:{widths[name]}" for name in order)
+
+
+def narrow_block(block: torch.nn.Module, keep: torch.Tensor, projection: torch.Tensor | None = None) -> None:
+    """Keep only the hidden channels ``keep`` (indices) of a timm inverted-residual block, in place: the rows of
+    the expansion (``conv_pw``, ``bn1``), the depthwise filters (``conv_dw``, ``bn2``), and the columns of the
+    projection (``conv_pwl``), or ``projection`` (out x len(keep)) as its new weight."""
+    keep = torch.as_tensor(keep, dtype=torch.long)
+
+    def conv(old: torch.nn.Conv2d, weight: torch.Tensor, groups: int = 1) -> torch.nn.Conv2d:
+        new = torch.nn.Conv2d(
+            weight.shape[1] * groups,
+            weight.shape[0],
+            old.kernel_size,
+            old.stride,
+            old.padding,
+            old.dilation,
+            groups=groups,
+            bias=False,
+        )
+        new.weight.data.copy_(weight)
+        return new.to(weight.device)
+
+    def norm(old: torch.nn.Module) -> torch.nn.Module:
+        new = copy.deepcopy(old)
+        new.num_features = len(keep)
+        new.weight = torch.nn.Parameter(old.weight.data[keep].clone())
+        new.bias = torch.nn.Parameter(old.bias.data[keep].clone())
+        new.running_mean = old.running_mean[keep].clone()
+        new.running_var = old.running_var[keep].clone()
+        return new
+
+    block.conv_pw = conv(block.conv_pw, block.conv_pw.weight.data[keep])
+    block.bn1 = norm(block.bn1)
+    block.conv_dw = conv(block.conv_dw, block.conv_dw.weight.data[keep], groups=len(keep))
+    block.bn2 = norm(block.bn2)
+    weight = block.conv_pwl.weight.data[:, keep] if projection is None else projection[:, :, None, None]
+    block.conv_pwl = conv(block.conv_pwl, weight.to(block.conv_pwl.weight))
 
 
 class StrideTwoRefine(torch.nn.Module):

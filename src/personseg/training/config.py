@@ -83,6 +83,12 @@ class TrainConfig:
         "keeps the rest's names, so --init-from a whole one with --init-partial fills every block kept",
         nargs="+",
     )
+    hidden_widths: str | None = _f(
+        None,
+        "encoder blocks with fewer hidden channels, STAGE.BLOCK:CHANNELS comma-joined (what "
+        "scripts/prune_checkpoint.py writes into a checkpoint's model config): give it to --init-from such a "
+        "checkpoint",
+    )
     temporal: bool = _f(
         False,
         "a video model: the previous frame's probability is a 4th input channel (trained on a synthetic prior made "
@@ -321,6 +327,8 @@ class TrainConfig:
         ]
         if self.drop_blocks and (self.arch == "unet" or not self.encoder):
             raise ValueError("--drop-blocks names blocks of an smp architecture's encoder: give --encoder")
+        if self.hidden_widths and (self.arch == "unet" or not self.encoder):
+            raise ValueError("--hidden-widths names blocks of an smp architecture's encoder: give --encoder")
         if self.init_partial and not self.init_from:
             raise ValueError("--init-partial says how to read --init-from: give --init-from too")
 
@@ -338,6 +346,7 @@ class TrainConfig:
             "output_stride": self.output_stride,
             "refine_channels": self.refine_channels,
             "drop_blocks": ",".join(self.drop_blocks) or None,
+            "hidden_widths": self.hidden_widths or None,
             "in_channels": 4 if self.temporal else None,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
