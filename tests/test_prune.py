@@ -79,6 +79,10 @@ def test_hidden_widths_narrow_the_named_blocks_and_a_checkpoint_rebuilds_them(tm
     ):
         with pytest.raises(ValueError, match=why):
             create_model("deeplabv3plus", **NET, hidden_widths=bad)
+    # TensorFlow-style padding (a stride-2 block of a tf_ encoder) is computed at run time by timm's Conv2dSame: a plain
+    # copy would pad wrongly
+    with pytest.raises(ValueError, match="Conv2dSame"):
+        create_model("deeplabv3plus", **{**NET, "encoder": "tf_efficientnet_lite0"}, hidden_widths="2.0:96")
 
 
 def test_dead_and_constant_hidden_channels_are_removed_without_changing_the_output():

@@ -197,6 +197,9 @@ def narrow_block(block: torch.nn.Module, keep: torch.Tensor, projection: torch.T
     the expansion (``conv_pw``, ``bn1``), the depthwise filters (``conv_dw``, ``bn2``), and the columns of the
     projection (``conv_pwl``), or ``projection`` (out x len(keep)) as its new weight."""
     keep = torch.as_tensor(keep, dtype=torch.long)
+    for layer in (block.conv_pw, block.conv_dw, block.conv_pwl):
+        if type(layer) is not torch.nn.Conv2d:  # e.g. timm's Conv2dSame pads at run time, which a copy would lose
+            raise ValueError(f"cannot narrow a block with a {type(layer).__name__} (plain Conv2d layers only)")
 
     def conv(old: torch.nn.Conv2d, weight: torch.Tensor, groups: int = 1) -> torch.nn.Conv2d:
         new = torch.nn.Conv2d(
