@@ -66,6 +66,16 @@ def test_hidden_widths_narrow_the_named_blocks_and_a_checkpoint_rebuilds_them(tm
     again, _ = load_checkpoint(tmp_path / "narrow.pt")
     with torch.no_grad():
         assert torch.equal(again.eval()(x), out)
+    # --init-from a narrowed checkpoint: the same widths load, a whole network is told which to give
+    from personseg.training.builders import init_weights
+
+    assert init_weights(network(hidden_widths="1.1:72,5.2:480"), str(tmp_path / "narrow.pt")) > 100
+    with pytest.raises(ValueError, match="train with --hidden-widths '1.1:72,5.2:480'"):
+        init_weights(network(), str(tmp_path / "narrow.pt"))
+    save_checkpoint(network(), tmp_path / "whole.pt")
+    with pytest.raises(ValueError, match="its encoder is whole; drop --hidden-widths"):
+        init_weights(network(hidden_widths="1.1:72"), str(tmp_path / "whole.pt"))
+    assert init_weights(network(hidden_widths="1.1:72"), str(tmp_path / "whole.pt"), partial=True) > 100
     cfg = TrainConfig(arch="deeplabv3plus", **NET, hidden_widths="1.1:72,5.2:480")
     assert cfg.model_kwargs()["hidden_widths"] == "1.1:72,5.2:480"
     assert "hidden_widths" not in TrainConfig(arch="deeplabv3plus", **NET).model_kwargs()

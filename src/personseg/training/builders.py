@@ -192,8 +192,18 @@ def init_weights(model: torch.nn.Module, path: str, partial: bool = False, log_i
     A 3-channel checkpoint fits a temporal model (``adapt_input_channels``). With ``partial`` only the tensors
     whose name and shape match are taken, e.g. a trained encoder under a new decoder; it is an error when none
     match, since then the checkpoint is not a relative of the model at all."""
-    state = adapt_input_channels(read_checkpoint(path)["state_dict"], model)
+    ckpt = read_checkpoint(path)
+    state = adapt_input_channels(ckpt["state_dict"], model)
     if not partial:
+        theirs = ckpt["model"]["config"].get("hidden_widths")
+        ours = getattr(model, "config", {}).get("hidden_widths")
+        if theirs != ours:  # a narrowed encoder (scripts/prune_checkpoint.py): say so instead of 100 size mismatches
+            raise ValueError(
+                f"{path}: its encoder's hidden widths are {theirs or 'whole'} and this model's {ours or 'whole'}; "
+                f"train with --hidden-widths {theirs!r}"
+                if theirs
+                else f"{path}: its encoder is whole; drop --hidden-widths"
+            )
         model.load_state_dict(state)
         return len(state)
     own = model.state_dict()
