@@ -45,24 +45,6 @@ def parse_keep(values: list[str]) -> float | dict[int | str, float]:
     return keep
 
 
-def training_photos(folders: list[str], count: int, val_fraction: float, patterns: list[str]) -> list[Path]:
-    """``count`` photos spread evenly over ``folders``, none from their validation split."""
-    from personseg.data.folder import IMAGE_EXTENSIONS
-    from personseg.data.split import split_source
-
-    chosen: list[Path] = []
-    share = max(1, count // len(folders))
-    for root in map(Path, folders):
-        folder = root / "images" if (root / "images").is_dir() else root
-        files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
-        train, _ = split_source(root.name, sorted(files), val_fraction, patterns)
-        if not train:
-            raise ValueError(f"{root}: no training photos")
-        picks = np.linspace(0, len(train) - 1, min(share, len(train))).astype(int)
-        chosen += [files[train[i]] for i in picks]
-    return chosen
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="the .pt checkpoint to narrow (an smp network over an EfficientNet)")
@@ -97,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, keep: float | dict[int, float]) -> int:
     import torch
 
+    from personseg.export.quantize import calibration_images
     from personseg.inference.api import TorchSegmenter
     from personseg.inference.io import read_image
     from personseg.models.checkpoint import atomic_save, make_checkpoint, read_checkpoint
@@ -110,7 +93,7 @@ def _run(args: argparse.Namespace, keep: float | dict[int, float]) -> int:
         patterns, val_fraction = list(cfg.val_patterns), cfg.val_fraction
     source = read_checkpoint(args.checkpoint)
     segmenter = TorchSegmenter(Path(args.checkpoint), "cpu", None)
-    photos = training_photos(args.data, args.images, val_fraction, patterns)
+    photos = calibration_images(args.data, args.images, val_fraction, patterns)
     inputs = []
     for path in photos:
         batch, _ = segmenter.preprocess(read_image(path).rgb)

@@ -133,6 +133,10 @@ def test_calibration_images_spread_over_folders_and_skip_validation(tmp_path) ->
     held_out = split_stems("a", [f"p{i}" for i in range(20)], 0.5)[1]
     files = calibration_images([a], limit=20, val_fraction=0.5)
     assert files and not {f.stem for f in files} & set(held_out)
+    # whole sequences named by validation patterns are left out instead of the hash split, as in training
+    files = calibration_images([a, b], limit=40, val_fraction=0.5, val_patterns=["a/p1*"])
+    stems = {f.stem for f in files if f.parent.parent == a}
+    assert stems == {f"p{i}" for i in range(20)} - {"p1", *(f"p1{i}" for i in range(10))}
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
         calibration_images([tmp_path / "empty"])

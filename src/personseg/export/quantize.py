@@ -32,22 +32,26 @@ log = logging.getLogger(__name__)
 
 
 def calibration_images(
-    roots: Sequence[str | os.PathLike], limit: int = 100, val_fraction: float | None = None
+    roots: Sequence[str | os.PathLike],
+    limit: int = 100,
+    val_fraction: float | None = None,
+    val_patterns: Sequence[str] = (),
 ) -> list[Path]:
     """Up to ``limit`` images spread evenly over ``roots`` (folders of images, or with an ``images/`` folder).
 
-    ``val_fraction`` leaves out each root's fixed validation split (as training does), so calibration never
-    sees the images the model is scored on.
+    ``val_fraction`` leaves out each root's fixed validation split (as training does: whole sequences where
+    ``val_patterns`` name the root, else the hash split), so calibration never sees the images the model is
+    scored on.
     """
     from personseg.data.folder import IMAGE_EXTENSIONS
-    from personseg.data.split import split_stems
+    from personseg.data.split import split_source
 
     per_root: list[list[Path]] = []
     for root in map(Path, roots):
         folder = root / "images" if (root / "images").is_dir() else root
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if val_fraction:
-            train, _ = split_stems(root.name, [p.stem for p in files], val_fraction)
+            train, _ = split_source(root.name, [p.stem for p in files], val_fraction, val_patterns)
             keep = set(train)
             files = [p for p in files if p.stem in keep]
         if not files:

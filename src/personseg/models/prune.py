@@ -15,6 +15,7 @@ The result is a network of the same architecture with ``hidden_widths`` in its c
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Sequence
 
@@ -107,8 +108,6 @@ def prune_hidden_channels(
     ``error`` is the refit projection's mean square error over the variance of what it is asked for. The model's
     config gains ``hidden_widths``, so a checkpoint of it rebuilds the narrowed network.
     """
-    import copy
-
     fractions = keep if isinstance(keep, dict) else None
     for fraction in (fractions or {None: keep}).values():
         if not 0 < fraction <= 1:

@@ -127,16 +127,11 @@ class SmpModel(SegmentationModel):
         Made to run the fast network at a larger input in the same time (fast v34-v40, docs/experiments.md): a
         cut Lite2 at 256x224 costs what the whole one does at 256x192, but lost video-frame quality; none shipped.
         """
-        blocks = self.timm_encoder.blocks
         for name in names:
-            try:
-                stage, index = (int(part) for part in str(name).split("."))
-                block = blocks[stage][index]
-            except (ValueError, IndexError):
-                raise ValueError(f"drop_blocks: {name!r} is not STAGE.BLOCK of {self.config['encoder']}") from None
+            stage, index, block = self._block(name, "drop_blocks")
             if not getattr(block, "has_skip", False):
                 raise ValueError(f"drop_blocks: block {name} of {self.config['encoder']} has no residual connection")
-            blocks[stage][index] = torch.nn.Identity()
+            self.timm_encoder.blocks[stage][index] = torch.nn.Identity()
         log.info("encoder: %d residual blocks dropped (%s)", len(names), ", ".join(map(str, names)))
 
     def _narrow_blocks(self, widths: dict[str, int]) -> None:
@@ -145,13 +140,8 @@ class SmpModel(SegmentationModel):
         which to keep and refits the projection). The blocks' inputs and outputs keep their width, so the rest of
         the network is unchanged. The new layers are blank until a checkpoint's weights are loaded into them.
         """
-        blocks = self.timm_encoder.blocks
         for name, width in widths.items():
-            stage, index = (int(part) for part in name.split("."))
-            try:
-                block = blocks[stage][index]
-            except IndexError:
-                raise ValueError(f"hidden_widths: {name!r} is not STAGE.BLOCK of {self.config['encoder']}") from None
+            _, _, block = self._block(name, "hidden_widths")
             if not hasattr(block, "conv_pwl"):
                 raise ValueError(f"hidden_widths: block {name} of {self.config['encoder']} has no expansion to narrow")
             if not 1 <= width <= block.conv_pw.out_channels:
@@ -159,6 +149,15 @@ class SmpModel(SegmentationModel):
                     f"hidden_widths: block {name} has {block.conv_pw.out_channels} hidden channels, asked for {width}"
                 )
             narrow_block(block, torch.arange(width))
+
+    def _block(self, name: str, option: str) -> tuple[int, int, torch.nn.Module]:
+        """``(stage, index, block)`` of the encoder block named "STAGE.BLOCK" (timm's ``blocks`` indices), or a
+        ValueError naming ``option``."""
+        try:
+            stage, index = (int(part) for part in str(name).split("."))
+            return stage, index, self.timm_encoder.blocks[stage][index]
+        except (ValueError, IndexError):
+            raise ValueError(f"{option}: {name!r} is not STAGE.BLOCK of {self.config['encoder']}") from None
 
     @property
     def timm_encoder(self) -> torch.nn.Module:
